@@ -1,0 +1,62 @@
+import type { TeamAuth } from '../teams/auth';
+
+/** The Bitbucket Cloud connector, resolved (SPEC §3, §5). */
+export interface BitbucketCloudConfig {
+  /** Connector id used as the prefix of team config entries. Always "bitbucket-cloud". */
+  id: 'bitbucket-cloud';
+  /** Display name of the connector ("Bitbucket Cloud", or the dex `name`). */
+  name: string;
+  clientId: string;
+  clientSecret: string;
+  /** Base of the OAuth endpoints, no trailing slash. Default https://bitbucket.org */
+  webUrl: string;
+  /** Base of the REST API, no trailing slash. Default https://api.bitbucket.org */
+  apiUrl: string;
+  /** dex `teams` allow-list (workspace slugs, lower-cased); empty = no allow-list. */
+  teams: string[];
+  includeTeamGroups: boolean;
+  getWorkspacePermissions: boolean;
+  /** Per-call timeout in ms (default 10000). */
+  timeoutMs: number;
+  /** Retries of a call answered 429/5xx (default 2). */
+  retries: number;
+  /** Bound on concurrent per-workspace calls (default 8). */
+  concurrency: number;
+}
+
+/** Where Redis is, or null for the in-memory embedded default (SPEC §2). */
+export interface RedisConfig {
+  /** redis:// or rediss:// URL. */
+  url?: string;
+  /** Extra ioredis options (Sentinel: `sentinels`, `name`; TLS, …). */
+  options?: Record<string, unknown>;
+  /** Cluster seed nodes: when set, sky connects with ioredis' Cluster client. */
+  cluster?: { host: string; port: number }[];
+}
+
+/** The resolved, validated configuration: what `resolveConfig()` returns and every part of sky reads. */
+export interface Config {
+  /** Public URL of the web node, normalised without a trailing slash (path kept). */
+  externalUrl: string;
+  /** Path part of externalUrl: "" for the root, "/ci" for https://host/ci. */
+  mountPath: string;
+  bindIp: string;
+  bindPort: number;
+  /** null when no credentials are configured (the web node then starts the fake Bitbucket). */
+  bitbucketCloud: BitbucketCloudConfig | null;
+  /** Owners (or roles, from CONCOURSE_MAIN_TEAM_CONFIG) of team `main`; null when none is set. */
+  mainTeam: TeamAuth | null;
+  /** RSA private key PEM (≥ 2048 bits) read from the file or given inline; null = generate at start. */
+  signingKeyPem: string | null;
+  /** Token lifetime in milliseconds. */
+  authDurationMs: number;
+  cookieSecure: boolean;
+  /** null = in-memory embedded default. */
+  redis: RedisConfig | null;
+  /** Prefix of every Redis key and channel (default "sky:"). */
+  keyPrefix: string;
+  /** JWT audience (default "sky"). */
+  audience: string;
+  /** pino level (default "info"). */
+  logLevel: string;
+}

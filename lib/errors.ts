@@ -1,0 +1,67 @@
+/** Stable error codes: callers branch on `err.code`, never on messages. */
+export type SkyErrorCode =
+  | 'invalid_config'
+  | 'not_authorized'
+  | 'forbidden'
+  | 'invalid_request'
+  | 'invalid_state'
+  | 'access_denied'
+  | 'not_in_any_team'
+  | 'not_in_allowed_teams'
+  | 'invalid_grant'
+  | 'invalid_team'
+  | 'team_not_found'
+  | 'upstream_error'
+  | 'upstream_unavailable'
+  | 'upstream_timeout'
+  | 'upstream_rate_limited'
+  | 'upstream_revoked'
+  | 'store_unavailable'
+  | 'payload_too_large'
+  | 'not_found'
+  | 'internal';
+
+const DEFAULT_STATUS: Record<SkyErrorCode, number> = {
+  invalid_config: 500,
+  not_authorized: 401,
+  forbidden: 403,
+  invalid_request: 400,
+  invalid_state: 400,
+  access_denied: 403,
+  not_in_any_team: 403,
+  not_in_allowed_teams: 403,
+  invalid_grant: 400,
+  invalid_team: 400,
+  team_not_found: 404,
+  upstream_error: 502,
+  upstream_unavailable: 503,
+  upstream_timeout: 504,
+  upstream_rate_limited: 503,
+  upstream_revoked: 401,
+  store_unavailable: 503,
+  payload_too_large: 413,
+  not_found: 404,
+  internal: 500,
+};
+
+export interface SkyErrorOptions {
+  status?: number;
+  cause?: unknown;
+}
+
+/** The one error class of sky: a stable `code`, the HTTP `status` it maps to, and the `cause`. */
+export class SkyError extends Error {
+  readonly code: SkyErrorCode;
+  readonly status: number;
+
+  constructor(code: SkyErrorCode, message: string, options: SkyErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SkyError';
+    this.code = code;
+    this.status = options.status ?? DEFAULT_STATUS[code];
+  }
+}
+
+export function isSkyError(err: unknown): err is SkyError {
+  return err instanceof SkyError;
+}
