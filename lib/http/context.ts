@@ -1,0 +1,25 @@
+import type { Config } from '../config/types';
+import type { Logger } from '../log';
+import type { TeamStore } from '../teams/store';
+import type { Revocations } from '../tokens/revocations';
+import type { SkyClaims, TokenVerifier } from '../tokens';
+
+/** What the sky() router puts on every request it sees, so the guards can work on the host's routes. */
+export interface SkyContext {
+  config: Config;
+  verifier: TokenVerifier;
+  revocations: Revocations;
+  teams: TeamStore;
+  log: Logger;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** Set by the sky() router. */
+    sky?: SkyContext;
+    /** The verified token of this request, set by the guards. */
+    skyToken?: SkyClaims;
+    /** A request id: the caller's X-Request-Id when it is sane, else a fresh one. */
+    skyRequestId?: string;
+  }
+}

@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import { isSkyError, SkyError, type SkyErrorCode } from '../errors';
+import { createLogger, type Logger } from '../log';
+import { clearAuthCookies, parseCookies } from '../tokens';
+import { errorPage, sendPage } from './pages';
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A request id on every request: the caller's X-Request-Id when it is sane, else a fresh one. */
+export const requestId: RequestHandler = (req, res, next) => {
+  const given = req.get('x-request-id');
+  req.skyRequestId = given && REQUEST_ID.test(given) ? given : randomUUID();
+  res.set('X-Request-Id', req.skyRequestId);
+  next();
+};
+
+/** What a person reads on an error page for each code: what happened, and what to do next. */
+const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> = {
+  access_denied: { title: 'Access was not granted', hint: 'Log in again and choose "Grant access" at Bitbucket Cloud.' },
+  invalid_state: {
+    title: 'This login link is no longer valid',
+    hint: 'Login links work once, in the browser that started them, for 10 minutes. Start the login again.',
+  },
+  not_in_any_team: {
+    title: 'You are not a member of any team',
+    hint: 'Ask a team owner to add your Bitbucket user or workspace to a team (sky set-team), then log in again.',
+  },
+  not_in_allowed_teams: {
+    title: 'Your Bitbucket workspaces are not allowed here',
+    hint: 'Ask the operator of this CI server which Bitbucket workspace grants access.',
+  },
+  upstream_error: { title: 'Bitbucket Cloud answered with an error', hint: 'This is usually temporary. Try again in a minute.' },
+  upstream_unavailable: { title: 'Bitbucket Cloud cannot be reached', hint: 'Try again in a minute.' },
+  upstream_timeout: { title: 'Bitbucket Cloud did not answer in time', hint: 'Try again in a minute.' },
+  upstream_rate_limited: {
+    title: 'Bitbucket Cloud is limiting requests',
+    hint: 'Too many requests reached Bitbucket Cloud. Wait a few minutes, then try again.',
+  },
+  upstream_revoked: { title: 'Bitbucket Cloud refused the grant', hint: 'Log in again.' },
+  store_unavailable: { title: 'The CI server cannot reach its database', hint: 'Try again in a minute.' },
+  invalid_request: { title: 'This request is not valid', hint: 'Check the link you followed.' },
+  not_authorized: { title: 'You are not logged in', hint: 'Log in, then try again.' },
+  forbidden: { title: 'You do not have access', hint: 'Ask a team owner for the role you need.' },
+  not_found: { title: 'Not found', hint: 'Check the address.' },
+};
+
+/** JSON for machines (the API, the token endpoint, JWKS); HTML pages for people. */
+function wantsJson(req: Request): boolean {
+  const path = req.path;
+  return path.startsWith('/api/') || path === '/sky/token' || path.startsWith('/sky/issuer/keys');
+}
+
+/** Turns anything thrown into one of our errors; unknown errors are internal and logged in full. */
+export function toSkyError(err: unknown): SkyError {
+  if (isSkyError(err)) return err;
+  const status = (err as { status?: unknown; type?: unknown } | null)?.status;
+  if (status === 413) return new SkyError('payload_too_large', 'request body too large', { cause: err });
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new SkyError('invalid_request', 'malformed request', { status, cause: err });
+  }
+  return new SkyError('internal', 'internal error', { cause: err });
+}
+
+let fallbackLog: Logger | undefined;
+
+/**
+ * The one error handler (STYLE): status + message, never a stack trace. The sky() router installs it;
+ * a host app adds it after its own guarded routes to get the same answers there.
+ */
+export function errorHandler(): ErrorRequestHandler {
+  return (err: unknown, req: Request, res: Response, next: NextFunction) => {
+    const error = toSkyError(err);
+    const log = req.sky?.log ?? (fallbackLog ??= createLogger());
+    const entry = { reqId: req.skyRequestId, code: error.code, status: error.status, path: req.path };
+    if (error.status >= 500) log.error({ ...entry, err: error.cause ?? error }, error.message);
+    else log.info(entry, error.message);
+    if (res.headersSent) {
+      next(err);
+      return;
+    }
+    if (error.status === 401 && req.get('cookie') && !req.get('authorization')) {
+      // A 401 to a cookie request clears the cookies (SPEC §7.2), so the browser stops sending a dead token.
+      const config = req.sky?.config;
+      const attrs = { path: config?.mountPath || '/', secure: config?.cookieSecure ?? true };
+      res.append('Set-Cookie', clearAuthCookies(parseCookies(req.get('cookie')), attrs));
+    }
+    if (error.status === 503 || error.status === 429) res.set('Retry-After', '60');
+    if (wantsJson(req)) {
+      res.status(error.status).set('Cache-Control', 'no-store').json({ error: error.code, message: error.message });
+      return;
+    }
+    const text = PAGE_TEXT[error.code] ?? { title: 'Something went wrong', hint: 'Try again later.' };
+    sendPage(
+      res,
+      error.status,
+      errorPage({
+        status: error.status,
+        title: text.title,
+        message: error.message,
+        hint: text.hint,
+        ...(req.skyRequestId ? { requestId: req.skyRequestId } : {}),
+      }),
+    );
+  };
+}

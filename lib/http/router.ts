@@ -1,0 +1,255 @@
+import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
+import session from 'express-session';
+import { Passport } from 'passport';
+import { BitbucketStrategy } from '../bitbucket';
+import { callbackUrl, requireReady, resolveConfig, type SkyOptions } from '../config';
+import type { Config } from '../config/types';
+import type { Identity, UpstreamTokens } from '../connector';
+import { SkyError } from '../errors';
+import { createLogger, type Logger } from '../log';
+import { createStore, type Store } from '../store';
+import { parseTeamAuth } from '../teams/auth';
+import { TeamStore } from '../teams/store';
+import {
+  clearAuthCookies,
+  deriveSecret,
+  generateSigningKey,
+  issueToken,
+  jwks,
+  loadSigningKey,
+  parseCookies,
+  TokenVerifier,
+  type SigningKey,
+} from '../tokens';
+import { Revocations } from '../tokens/revocations';
+import type { SkyContext } from './context';
+import { errorHandler, requestId } from './errors';
+import { authenticate, contextOf, identityOf, isAdmin, requiresAuth } from './guards';
+import { callback, cookieAttributes, login, type LoginResult } from './login';
+import { SessionStateStore } from './oauth-state';
+import { landingPage, loginPage, sendPage } from './pages';
+
+export interface SkyRouterOptions extends SkyOptions {
+  /** A pino logger to use instead of sky's own. */
+  logger?: Logger;
+}
+
+/** The router sky() returns: an Express router, plus start-up and shut-down. */
+export interface SkyRouter extends Router {
+  readonly config: Config;
+  /** Resolves when `main` is written and revocations are loaded; rejects when the store is unreachable. */
+  readonly ready: Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * sky(options): the routes of SPEC §4 as one Express router, to mount where the external URL's path
+ * says (`app.use('/ci', sky(o))` for https://ci.example.com/ci).
+ */
+export function sky(options: SkyRouterOptions = {}): SkyRouter {
+  const config = resolveConfig(options);
+  requireReady(config);
+  const log = options.logger ?? createLogger(config.logLevel);
+  const key: SigningKey = config.signingKeyPem ? loadSigningKey(config.signingKeyPem) : generateSigningKey();
+  const store: Store = createStore(config, log);
+  const teams = new TeamStore(store.teams);
+  const revocations = new Revocations(store.revocations);
+  const unsubscribe = store.subscribe((event) => {
+    teams.handle(event);
+    Promise.resolve(revocations.handle(event)).catch((err: unknown) =>
+      log.error({ err }, 'could not reload revocations after a reconnect'),
+    );
+  });
+  const ctx: SkyContext = {
+    config,
+    log,
+    teams,
+    revocations,
+    verifier: new TokenVerifier({ keys: [key], issuer: config.externalUrl, audience: config.audience }),
+  };
+  const mainTeam = config.mainTeam;
+  let started = false;
+  const ready = (async () => {
+    await store.ready;
+    // Rewritten at every start, so nobody can be locked out (SPEC §6.4).
+    await teams.put('main', parseTeamAuth(mainTeam));
+    await revocations.load();
+    started = true;
+  })();
+  ready.catch((err: unknown) => log.error({ err }, 'sky could not start'));
+
+  const passport = new Passport();
+  passport.use(
+    new BitbucketStrategy(
+      { config: config.bitbucketCloud, callbackURL: callbackUrl(config), store: new SessionStateStore() },
+      (_req: Request, _upstream: UpstreamTokens, identity: Identity, done) => {
+        issueFor(identity).then(
+          (result) => done(null, result),
+          (err: unknown) => done(err),
+        );
+      },
+    ),
+  );
+
+  async function issueFor(identity: Identity): Promise<LoginResult> {
+    const teamRoles = await teams.teamsOf(identity);
+    if (Object.keys(teamRoles).length === 0) {
+      throw new SkyError('not_in_any_team', 'You are not a member of any team on this CI server.');
+    }
+    const { token, claims } = issueToken(key, {
+      issuer: config.externalUrl,
+      audience: config.audience,
+      durationMs: config.authDurationMs,
+      identity,
+      teams: teamRoles,
+      isAdmin: teamRoles['main']?.includes('owner') ?? false,
+    });
+    log.info({ sub: claims.sub, jti: claims.jti, teams: Object.keys(teamRoles).length }, 'login');
+    return { token, claims };
+  }
+
+  const sessions = session({
+    name: 'sky_session',
+    store: store.sessions,
+    secret: deriveSecret(key, 'session').toString('base64url'),
+    resave: false,
+    saveUninitialized: false,
+    cookie: {
+      path: `${config.mountPath}/sky`,
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: config.cookieSecure,
+      maxAge: config.authDurationMs,
+    },
+  });
+
+  const router = express.Router() as SkyRouter;
+  router.use(requestId);
+  router.use(async (req, _res, next) => {
+    req.sky = ctx;
+    if (req.baseUrl !== config.mountPath) {
+      throw new SkyError(
+        'invalid_config',
+        `sky is mounted at '${req.baseUrl || '/'}' but the external URL ${config.externalUrl} says '${config.mountPath || '/'}'`,
+      );
+    }
+    if (!started) {
+      await ready.catch((err: unknown) => {
+        throw new SkyError('store_unavailable', 'sky is not ready: its store cannot be reached', { cause: err });
+      });
+    }
+    next();
+  });
+
+  router.get('/sky/login', sessions, login(passport));
+  router.get('/sky/issuer/callback', sessions, callback(passport));
+  const logoutRoute = logout(ctx);
+  const form = express.urlencoded({ extended: false, limit: '4kb', parameterLimit: 10 });
+  router.get('/sky/logout', sessions, logoutRoute);
+  router.post('/sky/logout', form, sessions, logoutRoute);
+  router.get('/sky/issuer/keys', (_req, res) => {
+    res.set('Cache-Control', 'public, max-age=300').json(jwks([key]));
+  });
+  router.get('/api/v1/user', requiresAuth(), userInfo);
+  // Concourse's legacy routes keep working.
+  router.get('/login', legacy(config, '/sky/login'));
+  router.get('/logout', legacy(config, '/sky/logout'));
+  router.use(errorHandler());
+
+  Object.defineProperty(router, 'config', { value: config });
+  Object.defineProperty(router, 'ready', { value: ready });
+  Object.defineProperty(router, 'close', {
+    value: async () => {
+      unsubscribe();
+      await ready.catch(() => undefined);
+      await store.close();
+    },
+  });
+  return router;
+}
+
+function legacy(config: Config, to: string): RequestHandler {
+  return (req, res) => {
+    const query = req.originalUrl.indexOf('?');
+    res.redirect(302, `${config.externalUrl}${to}${query === -1 ? '' : req.originalUrl.slice(query)}`);
+  };
+}
+
+/** POST (and GET, as Concourse) /sky/logout (SPEC §4.3). */
+function logout(ctx: SkyContext): RequestHandler {
+  return async (req, res) => {
+    const claims = authenticate(req);
+    await ctx.revocations.revokeToken(claims);
+    await new Promise<void>((resolve, reject) =>
+      req.session ? req.session.destroy((err) => (err ? reject(err) : resolve())) : resolve(),
+    );
+    res.append('Set-Cookie', clearAuthCookies(parseCookies(req.headers.cookie), cookieAttributes(req)));
+    res.set('Cache-Control', 'no-store');
+    ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub, jti: claims.jti }, 'logout');
+    if (req.accepts(['json', 'html']) === 'html') res.redirect(303, `${ctx.config.externalUrl}/`);
+    else res.status(204).end();
+  };
+}
+
+/** The teams and admin flag of a token's user, from the CURRENT team configs (SPEC §6.3). */
+async function currentAccess(req: Request) {
+  const claims = authenticate(req);
+  const ctx = contextOf(req);
+  const identity = identityOf(claims);
+  const [teams, admin] = await Promise.all([ctx.teams.teamsOf(identity), isAdmin(ctx, claims)]);
+  return { claims, teams, admin };
+}
+
+/** GET /api/v1/user (SPEC §4.7). */
+async function userInfo(req: Request, res: Response): Promise<void> {
+  const { claims, teams, admin } = await currentAccess(req);
+  res.set('Cache-Control', 'no-store').json({
+    sub: claims.sub,
+    name: claims.name,
+    user_id: claims.user_id,
+    user_name: claims.user_name,
+    email: claims.email,
+    is_admin: admin,
+    teams,
+    connector: claims.connector,
+    display_user_id: claims.user_name || claims.user_id,
+  });
+}
+
+/**
+ * The web node's landing page at `/` (SPEC §4.6): who you are, your teams and roles, log out; the
+ * login page when the browser holds no valid token. Mount it after sky().
+ */
+export function landing(): RequestHandler {
+  return async (req, res, next) => {
+    const ctx = contextOf(req);
+    const base = ctx.config.externalUrl;
+    let access: Awaited<ReturnType<typeof currentAccess>>;
+    try {
+      access = await currentAccess(req);
+    } catch (err) {
+      if (err instanceof SkyError && err.code === 'not_authorized') {
+        const connector = ctx.config.bitbucketCloud?.name ?? 'Bitbucket Cloud';
+        sendPage(res, 200, loginPage(`${base}/sky/login`, connector));
+        return;
+      }
+      next(err);
+      return;
+    }
+    const { claims, teams, admin } = access;
+    sendPage(
+      res,
+      200,
+      landingPage({
+        name: claims.name,
+        userName: claims.user_name,
+        userId: claims.user_id,
+        email: claims.email,
+        isAdmin: admin,
+        teams,
+        logoutUrl: `${base}/sky/logout`,
+        csrf: claims.csrf,
+      }),
+    );
+  };
+}

@@ -1,0 +1,44 @@
+import type { Store as SessionStore } from 'express-session';
+import type { StoreEventListener } from './events';
+
+/** Principals (already prefixed and lower-cased) that a team config names: the keys of the login index. */
+export interface Principals {
+  users: string[];
+  groups: string[];
+}
+
+/**
+ * Team configs as stored: opaque JSON per team plus the user/group → teams index (SPEC §6.3).
+ * teams/ gives the JSON its meaning; this layer keeps config and index consistent atomically.
+ */
+export interface TeamRecords {
+  get(team: string): Promise<string | null>;
+  all(): Promise<Map<string, string>>;
+  /** Teams naming any of these principals, with their configs: a bounded number of round trips. */
+  findByPrincipals(principals: Principals): Promise<Map<string, string>>;
+  /** Writes the config and moves the index entries; resolves true when the team is new. */
+  put(team: string, json: string, principals: Principals): Promise<boolean>;
+  /** Removes the config and its index entries; resolves false when there was no such team. */
+  delete(team: string): Promise<boolean>;
+}
+
+/** Revoked token ids and per-user "not before" times, kept until the tokens they cover expire. */
+export interface RevocationRecords {
+  revokeToken(jti: string, expMs: number): Promise<void>;
+  /** Tokens of `sub` issued before `notBefore` (epoch seconds) are refused. Keeps the later time. */
+  revokeUser(sub: string, notBefore: number): Promise<void>;
+  load(nowMs: number): Promise<{ tokens: [string, number][]; users: [string, number][] }>;
+}
+
+/** Everything sky keeps: Redis, or the in-memory embedded default (SPEC §2). */
+export interface Store {
+  readonly kind: 'redis' | 'memory';
+  /** Resolves once this node hears every node's events; rejects when Redis cannot be reached. */
+  readonly ready: Promise<void>;
+  readonly teams: TeamRecords;
+  readonly revocations: RevocationRecords;
+  readonly sessions: SessionStore;
+  /** Hear every node's changes (including this node's own). Returns an unsubscribe function. */
+  subscribe(listener: StoreEventListener): () => void;
+  close(): Promise<void>;
+}

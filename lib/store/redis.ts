@@ -1,0 +1,222 @@
+import { RedisStore } from 'connect-redis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { SkyError } from '../errors';
+import type { Logger } from '../log';
+import type { RedisConfig } from '../config/types';
+import { parseStoreEvent, type StoreEvent, type StoreEventListener } from './events';
+import { Keys } from './keys';
+import type { Principals, RevocationRecords, Store, TeamRecords } from './records';
+
+type Client = Redis | Cluster;
+
+/** Optimistic writers retry when another node moved the same team between their read and write. */
+const MAX_TEAM_WRITE_ATTEMPTS = 8;
+
+/*
+ * KEYS: configs, principals, …old index keys, …new index keys.
+ * ARGV: team, json, new principals JSON, expected old principals JSON ('' = none), number of old keys,
+ *       channel, event JSON.
+ * Returns -1 when the team changed since the caller read it, else 1 (created) or 0 (updated).
+ */
+const PUT_TEAM = `
+local current = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+if current ~= ARGV[4] then return -1 end
+local nold = tonumber(ARGV[5])
+for i = 3, 2 + nold do redis.call('SREM', KEYS[i], ARGV[1]) end
+for i = 3 + nold, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
+local created = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return created
+`;
+
+/* KEYS: configs, principals, …old index keys. ARGV: team, expected old principals JSON, channel, event. */
+const DELETE_TEAM = `
+local current = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+if current ~= ARGV[2] then return -1 end
+for i = 3, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if removed == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return removed
+`;
+
+export function connectRedis(config: RedisConfig): Client {
+  const common: RedisOptions = {
+    // Fail a command after a short outage instead of queueing it forever (SECURITY: bounded latency).
+    maxRetriesPerRequest: 2,
+    connectTimeout: 5_000,
+    commandTimeout: 5_000,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
+    ...(config.options as RedisOptions | undefined),
+  };
+  if (config.cluster && config.cluster.length > 0) {
+    return new Cluster(config.cluster, { redisOptions: common, clusterRetryStrategy: (n) => Math.min(n * 100, 1_000) });
+  }
+  return config.url ? new Redis(config.url, common) : new Redis(common);
+}
+
+/** Redis errors become one clear 503, with the driver's error kept as the cause for the log. */
+async function guarded<T>(what: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof SkyError) throw err;
+    throw new SkyError('store_unavailable', `Redis is unavailable (${what})`, { cause: err });
+  }
+}
+
+class RedisTeamRecords implements TeamRecords {
+  constructor(
+    private readonly client: Client,
+    private readonly keys: Keys,
+  ) {}
+
+  private get principalsKey(): string {
+    return `${this.keys.teamConfigs}:principals`;
+  }
+
+  get(team: string): Promise<string | null> {
+    return guarded('read team', () => this.client.hget(this.keys.teamConfigs, team));
+  }
+
+  all(): Promise<Map<string, string>> {
+    return guarded('list teams', async () => new Map(Object.entries(await this.client.hgetall(this.keys.teamConfigs))));
+  }
+
+  findByPrincipals({ users, groups }: Principals): Promise<Map<string, string>> {
+    const indexKeys = [...users.map((u) => this.keys.userIndex(u)), ...groups.map((g) => this.keys.groupIndex(g))];
+    return guarded('find teams', async () => {
+      if (indexKeys.length === 0) return new Map();
+      const names = await this.client.sunion(...indexKeys);
+      if (names.length === 0) return new Map();
+      const configs = await this.client.hmget(this.keys.teamConfigs, ...names);
+      const found = new Map<string, string>();
+      names.forEach((name, i) => {
+        const json = configs[i];
+        if (json) found.set(name, json);
+      });
+      return found;
+    });
+  }
+
+  private indexKeys(p: Principals): string[] {
+    return [...p.users.map((u) => this.keys.userIndex(u)), ...p.groups.map((g) => this.keys.groupIndex(g))];
+  }
+
+  private oldPrincipals(json: string | null): Principals {
+    return json ? (JSON.parse(json) as Principals) : { users: [], groups: [] };
+  }
+
+  put(team: string, json: string, principals: Principals): Promise<boolean> {
+    const event = JSON.stringify({ type: 'team', team } satisfies StoreEvent);
+    const next = JSON.stringify(principals);
+    return guarded('write team', async () => {
+      for (let attempt = 0; attempt < MAX_TEAM_WRITE_ATTEMPTS; attempt++) {
+        const previous = await this.client.hget(this.principalsKey, team);
+        const oldKeys = this.indexKeys(this.oldPrincipals(previous));
+        const keys = [this.keys.teamConfigs, this.principalsKey, ...oldKeys, ...this.indexKeys(principals)];
+        const args = [team, json, next, previous ?? '', String(oldKeys.length), this.keys.events, event];
+        const result = (await this.client.eval(PUT_TEAM, keys.length, ...keys, ...args)) as number;
+        if (result !== -1) return result === 1;
+      }
+      throw new SkyError('store_unavailable', `team '${team}' is being changed concurrently; try again`);
+    });
+  }
+
+  delete(team: string): Promise<boolean> {
+    const event = JSON.stringify({ type: 'team', team } satisfies StoreEvent);
+    return guarded('delete team', async () => {
+      for (let attempt = 0; attempt < MAX_TEAM_WRITE_ATTEMPTS; attempt++) {
+        const previous = await this.client.hget(this.principalsKey, team);
+        const keys = [this.keys.teamConfigs, this.principalsKey, ...this.indexKeys(this.oldPrincipals(previous))];
+        const args = [team, previous ?? '', this.keys.events, event];
+        const result = (await this.client.eval(DELETE_TEAM, keys.length, ...keys, ...args)) as number;
+        if (result !== -1) return result === 1;
+      }
+      throw new SkyError('store_unavailable', `team '${team}' is being changed concurrently; try again`);
+    });
+  }
+}
+
+class RedisRevocationRecords implements RevocationRecords {
+  constructor(
+    private readonly client: Client,
+    private readonly keys: Keys,
+  ) {}
+
+  revokeToken(jti: string, expMs: number): Promise<void> {
+    const event = JSON.stringify({ type: 'revoke-token', jti, exp: expMs } satisfies StoreEvent);
+    return guarded('revoke token', async () => {
+      await this.client.zadd(this.keys.revokedTokens, expMs, jti);
+      await this.client.publish(this.keys.events, event);
+    });
+  }
+
+  revokeUser(sub: string, notBefore: number): Promise<void> {
+    return guarded('revoke user', async () => {
+      // Keep the later time: an older revocation arriving late must not re-admit tokens.
+      const previous = Number(await this.client.hget(this.keys.revokedUsers, sub)) || 0;
+      const effective = Math.max(previous, notBefore);
+      await this.client.hset(this.keys.revokedUsers, sub, String(effective));
+      const event: StoreEvent = { type: 'revoke-user', sub, notBefore: effective };
+      await this.client.publish(this.keys.events, JSON.stringify(event));
+    });
+  }
+
+  load(nowMs: number): Promise<{ tokens: [string, number][]; users: [string, number][] }> {
+    return guarded('load revocations', async () => {
+      await this.client.zremrangebyscore(this.keys.revokedTokens, '-inf', nowMs);
+      const flat = await this.client.zrange(this.keys.revokedTokens, 0, -1, 'WITHSCORES');
+      const tokens: [string, number][] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) tokens.push([flat[i] as string, Number(flat[i + 1])]);
+      const users = Object.entries(await this.client.hgetall(this.keys.revokedUsers)).map(
+        ([sub, nbf]): [string, number] => [sub, Number(nbf)],
+      );
+      return { tokens, users };
+    });
+  }
+}
+
+/** The Redis store: one command connection, one subscriber connection, sessions through connect-redis. */
+export function createRedisStore(config: RedisConfig, keyPrefix: string, log: Logger, sessionTtlSeconds: number): Store {
+  const keys = new Keys(keyPrefix);
+  const client = connectRedis(config);
+  const subscriber = client.duplicate();
+  const listeners = new Set<StoreEventListener>();
+  const emit = (event: StoreEvent): void => {
+    for (const listener of listeners) listener(event);
+  };
+  let subscribedOnce = false;
+  client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+  subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'redis subscriber error'));
+  subscriber.on('message', (_channel: string, message: string) => {
+    const event = parseStoreEvent(message);
+    if (event) emit(event);
+  });
+  // ioredis re-subscribes after a reconnect; whatever was published meanwhile was missed.
+  subscriber.on('ready', () => {
+    if (subscribedOnce) emit({ type: 'resync' });
+    subscribedOnce = true;
+  });
+  const ready = guarded('subscribe', async () => {
+    await subscriber.subscribe(keys.events);
+  });
+  ready.catch(() => undefined); // the caller awaits it; this only keeps an early failure from being unhandled
+
+  return {
+    kind: 'redis',
+    ready,
+    teams: new RedisTeamRecords(client, keys),
+    revocations: new RedisRevocationRecords(client, keys),
+    sessions: new RedisStore({ client, prefix: keys.sessionPrefix, ttl: sessionTtlSeconds }),
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      listeners.clear();
+      await Promise.allSettled([subscriber.quit(), client.quit()]);
+    },
+  };
+}

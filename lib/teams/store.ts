@@ -1,0 +1,82 @@
+import type { Identity } from '../connector';
+import type { StoreEvent, TeamRecords } from '../store';
+import { parseTeamAuth, principalsOf, rolesOf, teamAuthEntries, type Role, type TeamAuth } from './auth';
+
+/**
+ * Team configs as the domain sees them: validated TeamAuth over the store's records, with a node-local
+ * cache that every node's change event invalidates (SPEC §6.3), so guards read the current config
+ * without a Redis round trip and a set-team applies everywhere without a new login.
+ */
+export class TeamStore {
+  private readonly cache = new Map<string, TeamAuth | null>();
+  /** Bumped on every invalidation, so a read that raced a change never fills the cache with stale data. */
+  private generation = 0;
+
+  constructor(private readonly records: TeamRecords) {}
+
+  /** Feed every store event here. */
+  handle(event: StoreEvent): void {
+    if (event.type === 'team') {
+      this.cache.delete(event.team);
+      this.generation++;
+    } else if (event.type === 'resync') {
+      this.cache.clear();
+      this.generation++;
+    }
+  }
+
+  /** The current config of one team (null: no such team), from the cache when it is warm. */
+  async get(team: string): Promise<TeamAuth | null> {
+    const cached = this.cache.get(team);
+    if (cached !== undefined) return cached;
+    const generation = this.generation;
+    const auth = decode(await this.records.get(team));
+    if (generation === this.generation) this.cache.set(team, auth);
+    return auth;
+  }
+
+  async all(): Promise<Map<string, TeamAuth>> {
+    const teams = new Map<string, TeamAuth>();
+    for (const [team, json] of await this.records.all()) {
+      const auth = decode(json);
+      if (auth) teams.set(team, auth);
+    }
+    return teams;
+  }
+
+  /** The teams and roles of a person, through the index: cost independent of the number of teams. */
+  async teamsOf(identity: Identity): Promise<Record<string, Role[]>> {
+    const teams: Record<string, Role[]> = {};
+    for (const [team, json] of await this.records.findByPrincipals(principalsOf(identity))) {
+      const auth = decode(json);
+      const roles = auth ? rolesOf(identity, auth) : [];
+      if (roles.length > 0) teams[team] = roles;
+    }
+    return teams;
+  }
+
+  /** Writes a validated config; resolves 'created' or 'updated'. */
+  async put(team: string, auth: TeamAuth): Promise<'created' | 'updated'> {
+    const created = await this.records.put(team, JSON.stringify(auth), teamAuthEntries(auth));
+    this.cache.delete(team);
+    this.generation++;
+    return created ? 'created' : 'updated';
+  }
+
+  async delete(team: string): Promise<boolean> {
+    const deleted = await this.records.delete(team);
+    this.cache.delete(team);
+    this.generation++;
+    return deleted;
+  }
+}
+
+/** Stored JSON was validated on write; a record that no longer parses counts as no team, never as access. */
+function decode(json: string | null): TeamAuth | null {
+  if (json === null) return null;
+  try {
+    return parseTeamAuth(JSON.parse(json));
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,47 @@
+import type { RevocationRecords, StoreEvent } from '../store';
+import type { SkyClaims } from './jwt';
+
+/**
+ * This node's view of every revocation (SPEC §8): loaded from the store at start, kept current by the
+ * store's events, so checking a token costs two Map lookups and no round trip.
+ */
+export class Revocations {
+  private readonly tokens = new Map<string, number>();
+  private readonly users = new Map<string, number>();
+
+  constructor(private readonly records: RevocationRecords) {}
+
+  async load(nowMs = Date.now()): Promise<void> {
+    const { tokens, users } = await this.records.load(nowMs);
+    this.tokens.clear();
+    this.users.clear();
+    for (const [jti, exp] of tokens) this.tokens.set(jti, exp);
+    for (const [sub, notBefore] of users) this.users.set(sub, notBefore);
+  }
+
+  /** Feed every store event here; a resync reloads everything (events may have been missed). */
+  handle(event: StoreEvent): Promise<void> | void {
+    if (event.type === 'revoke-token') this.tokens.set(event.jti, event.exp);
+    else if (event.type === 'revoke-user') this.users.set(event.sub, Math.max(this.users.get(event.sub) ?? 0, event.notBefore));
+    else if (event.type === 'resync') return this.load();
+  }
+
+  isRevoked(claims: Pick<SkyClaims, 'jti' | 'sub' | 'iat'>): boolean {
+    if (this.tokens.has(claims.jti)) return true;
+    const notBefore = this.users.get(claims.sub);
+    return notBefore !== undefined && claims.iat < notBefore;
+  }
+
+  /** Revokes one token on every node (logout). Applied locally at once, not only when the event returns. */
+  async revokeToken(claims: Pick<SkyClaims, 'jti' | 'exp'>): Promise<void> {
+    this.tokens.set(claims.jti, claims.exp * 1000);
+    await this.records.revokeToken(claims.jti, claims.exp * 1000);
+  }
+
+  /** Revokes every token of a user issued up to now, on every node, in one write. */
+  async revokeUser(sub: string, nowMs = Date.now()): Promise<void> {
+    const notBefore = Math.floor(nowMs / 1000) + 1;
+    this.users.set(sub, Math.max(this.users.get(sub) ?? 0, notBefore));
+    await this.records.revokeUser(sub, notBefore);
+  }
+}

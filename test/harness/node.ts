@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import express from 'express';
+import { errorHandler } from '../../lib/http/errors';
+import { landing, sky, type SkyRouter, type SkyRouterOptions } from '../../lib/http/router';
+import { createLogger } from '../../lib/log';
+import { createRedisStore } from '../../lib/store';
+import { parseTeamAuth } from '../../lib/teams/auth';
+import { TeamStore } from '../../lib/teams/store';
+import { FakeBitbucket } from '../../lib/testing';
+import { freePort } from './global-setup';
+
+export interface TestNode {
+  url: string;
+  externalUrl: string;
+  router: SkyRouter;
+  server: Server;
+  /** The node's Redis key prefix. */
+  prefix: string;
+  /** Writes a team config straight into the node's Redis (what set-team does through the API). */
+  putTeam(team: string, auth: unknown): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A unique key prefix per test node, so tests on one Redis never see each other's keys. */
+export function testPrefix(): string {
+  return `t${randomBytes(6).toString('hex')}:`;
+}
+
+export function redisUrl(): string {
+  const url = process.env['REDIS_URL'];
+  if (!url) throw new Error('REDIS_URL is not set: the jest global setup should have started redis-server');
+  return url;
+}
+
+export interface TestNodeOptions {
+  fake: FakeBitbucket;
+  /** Mount path, e.g. '/ci'. */
+  mount?: string;
+  options?: SkyRouterOptions;
+  /** Host routes added after sky(). */
+  routes?: (app: express.Express) => void;
+}
+
+/** A web node on a free loopback port, against real Redis and the fake Bitbucket. */
+export async function startNode({ fake, mount = '', options = {}, routes }: TestNodeOptions): Promise<TestNode> {
+  const port = await freePort();
+  const prefix = options.keyPrefix ?? testPrefix();
+  const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
+  const store = createRedisStore({ url: redisUrl() }, prefix, log, 3600);
+  const teams = new TeamStore(store.teams);
+  const url = `http://127.0.0.1:${port}`;
+  const router = sky({
+    env: {},
+    externalUrl: url + mount,
+    bitbucketCloud: {
+      clientId: fake.client.id,
+      clientSecret: fake.client.secret,
+      webUrl: fake.webUrl,
+      apiUrl: fake.apiUrl,
+      timeoutMs: 1_000,
+      retries: 2,
+    },
+    mainTeam: { users: ['alice'] },
+    redis: { url: redisUrl() },
+    keyPrefix: prefix,
+    logger: log,
+    ...options,
+  });
+  await router.ready;
+  const app = express();
+  app.use(mount || '/', router);
+  app.get(mount || '/', landing());
+  routes?.(app);
+  app.use(errorHandler());
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(port, '127.0.0.1', () => resolve(s));
+  });
+  return {
+    url,
+    externalUrl: url + mount,
+    router,
+    server,
+    prefix,
+    async putTeam(team, auth) {
+      await teams.put(team, parseTeamAuth(auth));
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+      await router.close();
+      await store.close();
+    },
+  };
+}

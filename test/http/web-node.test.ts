@@ -1,0 +1,102 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startWebNode } from '../../lib/server';
+import { Browser } from '../harness/browser';
+import { freePort } from '../harness/global-setup';
+
+/** The web node as a new user meets it: no environment at all, then the two start-up failures. */
+
+/** Fills the fake Bitbucket's consent form the way a person would: pick a user, press "Grant access". */
+function consentForm(html: string, pageUrl: string, user: string): { action: string; body: URLSearchParams } {
+  const form = /<form[^>]*>([\s\S]*?)<\/form>/i.exec(html);
+  if (!form) throw new Error('no consent form on the page');
+  const action = /action="([^"]*)"/i.exec(form[0])?.[1] ?? pageUrl;
+  const body = new URLSearchParams();
+  for (const input of form[1]?.matchAll(/<input[^>]*type="hidden"[^>]*>/gi) ?? []) {
+    const name = /name="([^"]*)"/.exec(input[0])?.[1];
+    const value = /value="([^"]*)"/.exec(input[0])?.[1] ?? '';
+    if (name) body.set(name, value.replace(/&amp;/g, '&').replace(/&#(\d+);/g, (_m, c: string) => String.fromCharCode(Number(c))));
+  }
+  const select = /<select[^>]*name="([^"]*)"/i.exec(form[1] ?? '');
+  expect(form[1]).toMatch(new RegExp(`<option[^>]*value="${user}"`));
+  body.set(select?.[1] ?? 'user', user);
+  body.set('decision', 'grant');
+  return { action: new URL(action.replace(/&amp;/g, '&'), pageUrl).href, body };
+}
+
+test('with no credentials and no Redis, a browser can log in as the fixture user alice', async () => {
+  // Only the port differs from `npm start` (8080 may be taken on a test machine).
+  const port = await freePort();
+  const node = await startWebNode({
+    CONCOURSE_BIND_IP: '127.0.0.1',
+    CONCOURSE_BIND_PORT: String(port),
+    CONCOURSE_EXTERNAL_URL: `http://127.0.0.1:${port}`,
+    LOG_LEVEL: 'silent',
+  });
+  try {
+    const browser = new Browser();
+    const home = await browser.request(`${node.url}/`);
+    expect(home.status).toBe(200);
+    expect(home.body).toContain('Log in with Bitbucket Cloud');
+    const [start] = await browser.follow(`${node.url}/sky/login`, 1);
+    const consent = await browser.request(start?.location ?? '');
+    expect(consent.status).toBe(200);
+    const { action, body } = consentForm(consent.body, consent.url, 'alice');
+    const granted = await browser.request(action, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body,
+    });
+    expect(granted.status).toBe(302);
+    const hops = await browser.follow(granted.location ?? '', 3);
+    expect(hops[0]?.status).toBe(302);
+    expect(hops[0]?.location).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${port}/\\?csrf_token=`));
+    const landing = await browser.request(`${node.url}/`);
+    expect(landing.body).toContain('Hello, Alice Admin');
+    expect(landing.body).toContain('main');
+    expect(landing.body).toContain('owner');
+  } finally {
+    await node.close();
+  }
+});
+
+test('start-up without a main team fails with a message that names the setting', async () => {
+  await expect(
+    startWebNode({
+      CONCOURSE_BIND_PORT: '0',
+      CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID: 'id',
+      CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: 'secret',
+      LOG_LEVEL: 'silent',
+    }),
+  ).rejects.toThrow(/CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER/);
+});
+
+test('a dex YAML whose redirectURI does not match the callback fails with both URLs', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sky-dex-'));
+  const file = path.join(dir, 'dex.yaml');
+  writeFileSync(
+    file,
+    [
+      'connectors:',
+      '- type: bitbucket-cloud',
+      '  id: bitbucket-cloud',
+      '  name: Bitbucket Cloud',
+      '  config:',
+      '    clientID: $BB_ID',
+      '    clientSecret: $BB_SECRET',
+      '    redirectURI: https://dex.example.com/callback',
+      '',
+    ].join('\n'),
+  );
+  const attempt = startWebNode({
+    SKY_CONFIG: file,
+    BB_ID: 'id',
+    BB_SECRET: 'secret',
+    CONCOURSE_EXTERNAL_URL: 'https://ci.example.com',
+    CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER: 'alice',
+    LOG_LEVEL: 'silent',
+  });
+  await expect(attempt).rejects.toThrow('https://dex.example.com/callback');
+  await expect(attempt).rejects.toThrow('https://ci.example.com/sky/issuer/callback');
+});
