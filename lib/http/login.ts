@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import type { Authenticator } from 'passport';
+import type { Passport } from 'passport';
 import { BITBUCKET_CLOUD } from '../bitbucket';
 import { SkyError } from '../errors';
 import { authCookies, parseCookies, type SkyClaims } from '../tokens';
@@ -7,6 +7,8 @@ import { contextOf, presentedToken } from './guards';
 import type { LoginState } from './oauth-state';
 import { flySuccessPage, sendPage } from './pages';
 import { safeRedirect } from './redirect';
+
+type Authenticator = InstanceType<typeof Passport>;
 
 /** What the strategy's verify step hands to the callback: the issued sky token. */
 export interface LoginResult {
@@ -54,7 +56,8 @@ export function login(passport: Authenticator) {
       land(req, res, existing, state);
       return;
     }
-    passport.authenticate(BITBUCKET_CLOUD, { session: false, state })(req, res, next);
+    // passport-oauth2 hands an object `state` to the state store (types say string; the code says object).
+    passport.authenticate(BITBUCKET_CLOUD, { session: false, state: state as unknown as string })(req, res, next);
   };
 }
 

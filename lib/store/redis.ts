@@ -42,13 +42,14 @@ return removed
 `;
 
 export function connectRedis(config: RedisConfig): Client {
-  const common: RedisOptions = {
+  const common = {
     // Fail a command after a short outage instead of queueing it forever (SECURITY: bounded latency).
     maxRetriesPerRequest: 2,
     connectTimeout: 5_000,
     commandTimeout: 5_000,
-    retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
-    ...(config.options as RedisOptions | undefined),
+    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+    // Sentinel, TLS and the like pass through untouched (README: Sentinel and Cluster).
+    ...(config.options as Omit<RedisOptions, 'replyMapping'> | undefined),
   };
   if (config.cluster && config.cluster.length > 0) {
     return new Cluster(config.cluster, { redisOptions: common, clusterRetryStrategy: (n) => Math.min(n * 100, 1_000) });
@@ -167,7 +168,7 @@ class RedisRevocationRecords implements RevocationRecords {
   load(nowMs: number): Promise<{ tokens: [string, number][]; users: [string, number][] }> {
     return guarded('load revocations', async () => {
       await this.client.zremrangebyscore(this.keys.revokedTokens, '-inf', nowMs);
-      const flat = await this.client.zrange(this.keys.revokedTokens, 0, -1, 'WITHSCORES');
+      const flat = await this.client.zrange(this.keys.revokedTokens, '0', '-1', 'WITHSCORES');
       const tokens: [string, number][] = [];
       for (let i = 0; i + 1 < flat.length; i += 2) tokens.push([flat[i] as string, Number(flat[i + 1])]);
       const users = Object.entries(await this.client.hgetall(this.keys.revokedUsers)).map(
@@ -182,7 +183,8 @@ class RedisRevocationRecords implements RevocationRecords {
 export function createRedisStore(config: RedisConfig, keyPrefix: string, log: Logger, sessionTtlSeconds: number): Store {
   const keys = new Keys(keyPrefix);
   const client = connectRedis(config);
-  const subscriber = client.duplicate();
+  // A second connection: a subscribed connection can run no other command.
+  const subscriber: Client = client instanceof Cluster ? client.duplicate() : client.duplicate();
   const listeners = new Set<StoreEventListener>();
   const emit = (event: StoreEvent): void => {
     for (const listener of listeners) listener(event);

@@ -1,0 +1,64 @@
+import { SkyError } from '../errors';
+import type { Layered } from './options';
+
+const list = (value: string): string[] =>
+  value
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
+
+export function parseBoolean(value: string, source: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(v)) return true;
+  if (['false', '0', 'no'].includes(v)) return false;
+  throw new SkyError('invalid_config', `${source}: '${value.slice(0, 40)}' is not a boolean (use true or false)`);
+}
+
+/** SPEC §3 source 2: Concourse's CONCOURSE_* names (empty values count as unset). */
+export function applyEnv(layered: Layered, env: Record<string, string | undefined>): void {
+  const get = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v;
+  };
+  const str = (name: string, set: (value: { value: string; source: string }) => void): void => {
+    const v = get(name);
+    if (v !== undefined) set({ value: v.trim(), source: name });
+  };
+  const bb = layered.bitbucket;
+  str('CONCOURSE_EXTERNAL_URL', (v) => (layered.externalUrl = v));
+  str('CONCOURSE_BIND_IP', (v) => (layered.bindIp = v));
+  str('CONCOURSE_BIND_PORT', (v) => (layered.bindPort = { value: Number(v.value), source: v.source }));
+  str('CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID', (v) => (bb.clientId = v));
+  str('CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET', (v) => (bb.clientSecret = v));
+  str('CONCOURSE_BITBUCKET_CLOUD_TEAMS', (v) => (bb.teams = { value: list(v.value), source: v.source }));
+  str('CONCOURSE_BITBUCKET_CLOUD_INCLUDE_TEAM_GROUPS', (v) => {
+    bb.includeTeamGroups = { value: parseBoolean(v.value, v.source), source: v.source };
+  });
+  str('CONCOURSE_BITBUCKET_CLOUD_WORKSPACE_PERMISSIONS', (v) => {
+    bb.getWorkspacePermissions = { value: parseBoolean(v.value, v.source), source: v.source };
+  });
+  str('CONCOURSE_BITBUCKET_CLOUD_WEB_URL', (v) => (bb.webUrl = v));
+  str('CONCOURSE_BITBUCKET_CLOUD_API_URL', (v) => (bb.apiUrl = v));
+  const users = get('CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER');
+  const groups = get('CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_TEAM');
+  if (users !== undefined || groups !== undefined) {
+    layered.mainTeam = {
+      value: { users: list(users ?? ''), groups: list(groups ?? '') },
+      source: 'CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER/_TEAM',
+    };
+  }
+  str('CONCOURSE_MAIN_TEAM_CONFIG', (v) => {
+    layered.mainTeamConfigFile = v;
+    delete layered.mainTeamConfig;
+  });
+  str('CONCOURSE_SESSION_SIGNING_KEY', (v) => {
+    layered.signingKeyFile = v;
+    delete layered.signingKey;
+  });
+  str('CONCOURSE_AUTH_DURATION', (v) => (layered.authDuration = v));
+  str('CONCOURSE_COOKIE_SECURE', (v) => (layered.cookieSecure = { value: parseBoolean(v.value, v.source), source: v.source }));
+  str('REDIS_URL', (v) => (layered.redis = { value: { url: v.value }, source: v.source }));
+  str('SKY_KEY_PREFIX', (v) => (layered.keyPrefix = v));
+  str('LOG_LEVEL', (v) => (layered.logLevel = v));
+  str('SKY_CONFIG', (v) => (layered.configFile = v));
+}

@@ -1,0 +1,268 @@
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { SkyError } from '../errors';
+import { parseRolesYaml, teamAuthFromFlags, type TeamAuth } from '../teams/auth';
+import { applyDexYaml } from './dex';
+import { applyEnv } from './env';
+import type { Layered, SkyOptions, Sourced } from './options';
+import type { BitbucketCloudConfig, Config } from './types';
+
+export type { SkyOptions } from './options';
+export type { BitbucketCloudConfig, Config, RedisConfig } from './types';
+
+const MAX_AUTH_DURATION_MS = 30 * 24 * 3600_000;
+
+/** The shape of programmatic options; values are checked further, with the same rules for every source. */
+const optionsSchema = z
+  .object({
+    externalUrl: z.string(),
+    bindIp: z.string(),
+    bindPort: z.number(),
+    bitbucketCloud: z.object({
+      clientId: z.string(),
+      clientSecret: z.string(),
+      name: z.string().optional(),
+      webUrl: z.string().optional(),
+      apiUrl: z.string().optional(),
+      teams: z.array(z.string()).optional(),
+      includeTeamGroups: z.boolean().optional(),
+      getWorkspacePermissions: z.boolean().optional(),
+      timeoutMs: z.number().int().min(100).max(120_000).optional(),
+      retries: z.number().int().min(0).max(5).optional(),
+      concurrency: z.number().int().min(1).max(32).optional(),
+    }),
+    mainTeam: z.object({ users: z.array(z.string()).optional(), groups: z.array(z.string()).optional() }),
+    mainTeamConfig: z.string(),
+    signingKey: z.string(),
+    signingKeyFile: z.string(),
+    authDuration: z.union([z.string(), z.number()]),
+    cookieSecure: z.boolean(),
+    redis: z
+      .object({
+        url: z.string().optional(),
+        options: z.record(z.string(), z.unknown()).optional(),
+        cluster: z.array(z.object({ host: z.string(), port: z.number().int() })).optional(),
+      })
+      .nullable(),
+    keyPrefix: z.string(),
+    audience: z.string(),
+    logLevel: z.string(),
+    configFile: z.string(),
+    env: z.record(z.string(), z.string().optional()),
+  })
+  .partial()
+  .strict();
+
+function invalid(problems: string[]): SkyError {
+  return new SkyError('invalid_config', `invalid sky configuration: ${problems.join('; ')}`);
+}
+
+function fromOptions(options: SkyOptions): Layered {
+  const parsed = optionsSchema.safeParse(options);
+  if (!parsed.success) {
+    throw invalid(parsed.error.issues.map((i) => `option ${i.path.join('.') || '(root)'}: ${i.message}`));
+  }
+  const layered: Layered = { bitbucket: {} };
+  const target = layered as unknown as Record<string, Sourced<unknown>>;
+  for (const [key, value] of Object.entries(options)) {
+    if (value === undefined || key === 'env' || key === 'bitbucketCloud') continue;
+    target[key] = { value, source: `option ${key}` };
+  }
+  const bb = layered.bitbucket as Record<string, Sourced<unknown>>;
+  for (const [key, value] of Object.entries(options.bitbucketCloud ?? {})) {
+    if (value !== undefined) bb[key] = { value, source: `option bitbucketCloud.${key}` };
+  }
+  return layered;
+}
+
+/** Go-style durations (24h, 90m, 1h30m, 45s), as CONCOURSE_AUTH_DURATION takes them; numbers are ms. */
+export function parseDuration(value: string | number, source: string): number {
+  let ms: number;
+  if (typeof value === 'number') ms = value;
+  else {
+    const match = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(value.trim());
+    ms = match && value.trim() !== '' ? ((Number(match[1] ?? 0) * 60 + Number(match[2] ?? 0)) * 60 + Number(match[3] ?? 0)) * 1000 : NaN;
+    if (Number.isNaN(ms)) throw invalid([`${source}: invalid duration '${value.slice(0, 40)}' (use e.g. 24h, 90m)`]);
+  }
+  if (!(ms > 0 && ms <= MAX_AUTH_DURATION_MS)) throw invalid([`${source}: duration must be more than 0 and at most 720h`]);
+  return ms;
+}
+
+function httpUrl(s: Sourced<string>, problems: string[], allowPath: boolean): URL | null {
+  let url: URL;
+  try {
+    url = new URL(s.value);
+  } catch {
+    problems.push(`${s.source}: '${s.value.slice(0, 100)}' is not an absolute URL`);
+    return null;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') problems.push(`${s.source}: must be an http or https URL`);
+  else if (url.username || url.password || url.search || url.hash) problems.push(`${s.source}: must not carry credentials, a query or a fragment`);
+  else if (!allowPath && url.pathname !== '/') problems.push(`${s.source}: must not have a path`);
+  else return url;
+  return null;
+}
+
+const withoutSlash = (url: URL): string => url.href.replace(/\/+$/, '');
+
+function readFile(s: Sourced<string>, problems: string[]): string | null {
+  try {
+    return readFileSync(s.value, 'utf8');
+  } catch (err) {
+    problems.push(`${s.source}: cannot read '${s.value}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    return null;
+  }
+}
+
+function checkSigningKey(pem: string, source: string, problems: string[]): void {
+  try {
+    const key = createPrivateKey(pem);
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (key.asymmetricKeyType !== 'rsa') problems.push(`${source}: must be an RSA private key, not ${key.asymmetricKeyType ?? 'unknown'}`);
+    else if (bits < 2048) problems.push(`${source}: RSA key has ${bits} bits; at least 2048 are needed`);
+  } catch {
+    problems.push(`${source}: not a PEM private key`);
+  }
+}
+
+/**
+ * Options → env (CONCOURSE_*) → dex YAML, later sources overriding earlier ones field by field (SPEC §3);
+ * validated once; one error that names every bad setting.
+ */
+export function resolveConfig(options: SkyOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const layered = fromOptions(options);
+  applyEnv(layered, env);
+  if (layered.configFile) applyDexYaml(layered, layered.configFile.value, env);
+
+  const problems: string[] = [];
+  const external = httpUrl(layered.externalUrl ?? { value: 'http://localhost:8080', source: 'CONCOURSE_EXTERNAL_URL' }, problems, true);
+  const externalUrl = external ? withoutSlash(external) : '';
+  const mountPath = external ? external.pathname.replace(/\/+$/, '') : '';
+
+  const bindPort = layered.bindPort ?? { value: 8080, source: 'CONCOURSE_BIND_PORT' };
+  if (!Number.isInteger(bindPort.value) || bindPort.value < 0 || bindPort.value > 65535) {
+    problems.push(`${bindPort.source}: must be an integer port 0-65535`);
+  }
+
+  const bb = layered.bitbucket;
+  let bitbucketCloud: BitbucketCloudConfig | null = null;
+  if (bb.clientId || bb.clientSecret) {
+    if (!bb.clientId) problems.push('CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID (option bitbucketCloud.clientId) is missing while the client secret is set');
+    if (!bb.clientSecret) problems.push('CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud.clientSecret) is missing while the client id is set');
+    const webUrl = httpUrl(bb.webUrl ?? { value: 'https://bitbucket.org', source: 'CONCOURSE_BITBUCKET_CLOUD_WEB_URL' }, problems, true);
+    const apiUrl = httpUrl(bb.apiUrl ?? { value: 'https://api.bitbucket.org', source: 'CONCOURSE_BITBUCKET_CLOUD_API_URL' }, problems, true);
+    if (bb.clientId && bb.clientSecret && webUrl && apiUrl) {
+      bitbucketCloud = {
+        id: 'bitbucket-cloud',
+        name: bb.name?.value ?? 'Bitbucket Cloud',
+        clientId: bb.clientId.value,
+        clientSecret: bb.clientSecret.value,
+        webUrl: withoutSlash(webUrl),
+        apiUrl: withoutSlash(apiUrl),
+        teams: [...new Set((bb.teams?.value ?? []).map((t) => t.trim().toLowerCase()).filter((t) => t !== ''))],
+        includeTeamGroups: bb.includeTeamGroups?.value ?? false,
+        getWorkspacePermissions: bb.getWorkspacePermissions?.value ?? false,
+        timeoutMs: bb.timeoutMs?.value ?? 10_000,
+        retries: bb.retries?.value ?? 2,
+        concurrency: bb.concurrency?.value ?? 8,
+      };
+    }
+  }
+
+  let mainTeam: TeamAuth | null = null;
+  const rolesYaml = layered.mainTeamConfigFile
+    ? { value: readFile(layered.mainTeamConfigFile, problems), source: layered.mainTeamConfigFile.source }
+    : layered.mainTeamConfig;
+  try {
+    if (rolesYaml?.value) mainTeam = parseRolesYaml(rolesYaml.value);
+    else if (layered.mainTeam && ((layered.mainTeam.value.users?.length ?? 0) > 0 || (layered.mainTeam.value.groups?.length ?? 0) > 0)) {
+      mainTeam = teamAuthFromFlags(layered.mainTeam.value.users ?? [], layered.mainTeam.value.groups ?? []);
+    }
+  } catch (err) {
+    problems.push(`${rolesYaml?.source ?? layered.mainTeam?.source}: ${(err as Error).message}`);
+  }
+
+  let signingKeyPem: string | null = layered.signingKey?.value ?? null;
+  if (layered.signingKeyFile) signingKeyPem = readFile(layered.signingKeyFile, problems);
+  const keySource = layered.signingKeyFile ? `${layered.signingKeyFile.source} (${layered.signingKeyFile.value})` : 'option signingKey';
+  if (signingKeyPem !== null) checkSigningKey(signingKeyPem, keySource, problems);
+
+  let authDurationMs = 24 * 3600_000;
+  if (layered.authDuration) {
+    try {
+      authDurationMs = parseDuration(layered.authDuration.value, layered.authDuration.source);
+    } catch (err) {
+      problems.push((err as Error).message.replace(/^invalid sky configuration: /, ''));
+    }
+  }
+
+  const redis = layered.redis?.value ?? null;
+  if (redis?.url && !/^rediss?:\/\//.test(redis.url)) problems.push(`${layered.redis?.source}: must be a redis:// or rediss:// URL`);
+
+  const keyPrefix = layered.keyPrefix?.value ?? 'sky:';
+  if (!/^[^\s{}]{1,64}$/.test(keyPrefix)) problems.push(`${layered.keyPrefix?.source}: 1-64 characters without spaces or braces`);
+  const audience = layered.audience?.value ?? 'sky';
+  if (audience === '') problems.push(`${layered.audience?.source}: must not be empty`);
+  const logLevel = layered.logLevel?.value ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    problems.push(`${layered.logLevel?.source}: unknown log level '${logLevel.slice(0, 20)}'`);
+  }
+
+  const callback = `${externalUrl}/sky/issuer/callback`;
+  if (layered.redirectUri && external && layered.redirectUri.value !== callback) {
+    problems.push(
+      `dex connector redirectURI '${layered.redirectUri.value}' does not match the callback URL '${callback}' (external URL + /sky/issuer/callback)`,
+    );
+  }
+  if (problems.length > 0) throw invalid(problems);
+
+  return {
+    externalUrl,
+    mountPath,
+    bindIp: layered.bindIp?.value ?? '0.0.0.0',
+    bindPort: bindPort.value,
+    bitbucketCloud,
+    mainTeam,
+    signingKeyPem,
+    authDurationMs,
+    cookieSecure: layered.cookieSecure?.value ?? externalUrl.startsWith('https:'),
+    redis,
+    keyPrefix,
+    audience,
+    logLevel,
+  };
+}
+
+export function callbackUrl(config: Pick<Config, 'externalUrl'>): string {
+  return `${config.externalUrl}/sky/issuer/callback`;
+}
+
+/** What a node needs before it can serve logins; the messages name the settings to set. */
+export function requireReady(config: Config): asserts config is Config & { bitbucketCloud: BitbucketCloudConfig; mainTeam: TeamAuth } {
+  const problems: string[] = [];
+  if (!config.bitbucketCloud) {
+    problems.push('no Bitbucket Cloud connector: set CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID and CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud)');
+  }
+  if (!config.mainTeam) {
+    problems.push(
+      'no main team: set CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER, CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_TEAM or CONCOURSE_MAIN_TEAM_CONFIG (option mainTeam)',
+    );
+  }
+  if (problems.length > 0) throw invalid(problems);
+}
+
+/** Start-up warnings, one line each (SPEC §2, §3). */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  const host = new URL(config.externalUrl).hostname;
+  if (host === 'localhost' || host.startsWith('127.') || host === '[::1]') {
+    warnings.push(`the external URL is on localhost: Bitbucket Cloud must be able to redirect browsers here: ${callbackUrl(config)}`);
+  }
+  if (!config.redis) warnings.push('no REDIS_URL: sessions, teams and revocations are kept in process memory (one node only, lost at restart)');
+  if (!config.signingKeyPem) {
+    warnings.push('no CONCOURSE_SESSION_SIGNING_KEY: a key was generated at start; several nodes need one shared key, and tokens die at restart');
+  }
+  return warnings;
+}

@@ -1,0 +1,167 @@
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { Identity } from '../connector';
+import { SkyError } from '../errors';
+
+/** Roles, highest first (SPEC §6.1). */
+export const ROLES = ['owner', 'member', 'pipeline-operator', 'viewer'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface RoleMembers {
+  users: string[];
+  groups: string[];
+}
+/** A team's auth config, Concourse's shape: role → users and groups, entries prefixed and lower-cased. */
+export type TeamAuth = Partial<Record<Role, RoleMembers>>;
+
+/** The one role table (Concourse's accessor): what holding each role allows. */
+export const ROLE_INCLUDES: Record<Role, readonly Role[]> = {
+  owner: ['owner', 'member', 'pipeline-operator', 'viewer'],
+  member: ['member', 'pipeline-operator', 'viewer'],
+  'pipeline-operator': ['pipeline-operator', 'viewer'],
+  viewer: ['viewer'],
+};
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
+}
+
+export function roleIncludes(held: Role, required: Role): boolean {
+  return ROLE_INCLUDES[held].includes(required);
+}
+
+const TEAM_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/** Team names: lowercase letters, digits, '-', '_', '.', starting with a letter or digit (SPEC §6.1). */
+export function validateTeamName(name: unknown): string {
+  if (typeof name !== 'string' || !TEAM_NAME.test(name)) {
+    const shown = typeof name === 'string' ? name.slice(0, 80) : String(name);
+    throw new SkyError(
+      'invalid_team',
+      `invalid team name '${shown}': use 1-64 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+const MAX_ENTRIES = 1000;
+const MAX_ENTRY_LENGTH = 256;
+const EMPTY = 'auth config for the team must not be empty';
+const NO_MEMBERS = 'auth config for the team does not have users and groups configured';
+
+const invalid = (message: string): SkyError => new SkyError('invalid_team', message);
+
+function normaliseEntries(value: unknown, where: string, connector: string): string[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw invalid(`${where} must be a list of strings`);
+  if (value.length > MAX_ENTRIES) throw invalid(`${where} has more than ${MAX_ENTRIES} entries`);
+  const prefix = `${connector}:`;
+  const entries = new Set<string>();
+  for (const raw of value) {
+    if (typeof raw !== 'string') throw invalid(`${where} must be a list of strings`);
+    const entry = raw.trim().toLowerCase();
+    if (entry === '' || entry === prefix) throw invalid(`${where} contains an empty entry`);
+    if (entry.length > MAX_ENTRY_LENGTH) throw invalid(`${where} has an entry longer than ${MAX_ENTRY_LENGTH} characters`);
+    entries.add(entry.startsWith(prefix) ? entry : prefix + entry);
+  }
+  return [...entries];
+}
+
+/**
+ * Validates and normalises a Concourse auth config with Concourse's messages. Entries are trimmed,
+ * lower-cased, deduplicated and given the connector prefix when it is missing.
+ */
+export function parseTeamAuth(raw: unknown, connector = 'bitbucket-cloud'): TeamAuth {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid(EMPTY);
+  const roles = Object.keys(raw);
+  if (roles.length === 0) throw invalid(EMPTY);
+  const auth: TeamAuth = {};
+  for (const role of roles) {
+    if (!isRole(role)) throw invalid(`unknown role '${role.slice(0, 40)}' (roles: ${ROLES.join(', ')})`);
+    const members: unknown = (raw as Record<string, unknown>)[role];
+    if (typeof members !== 'object' || members === null || Array.isArray(members)) throw invalid(NO_MEMBERS);
+    const m = members as Record<string, unknown>;
+    for (const key of Object.keys(m)) {
+      if (key !== 'users' && key !== 'groups') throw invalid(`role '${role}' has an unknown key '${key.slice(0, 40)}' (use users, groups)`);
+    }
+    const users = normaliseEntries(m['users'], `${role}.users`, connector);
+    const groups = normaliseEntries(m['groups'], `${role}.groups`, connector);
+    if (users.length === 0 && groups.length === 0) throw invalid(NO_MEMBERS);
+    auth[role] = { users, groups };
+  }
+  return auth;
+}
+
+/** fly set-team --config (SPEC §6.2): `roles: [{name, bitbucket-cloud: {users, teams}}]`. */
+export function parseRolesYaml(text: string, connector = 'bitbucket-cloud'): TeamAuth {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { maxAliasCount: 50 });
+  } catch (err) {
+    const detail = err instanceof YAMLParseError ? err.message.split('\n')[0] : String(err);
+    throw invalid(`invalid roles YAML: ${detail}`);
+  }
+  if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as Record<string, unknown>)['roles'])) {
+    throw invalid(EMPTY);
+  }
+  const config: Record<string, { users: unknown; groups: unknown }> = {};
+  for (const [i, entry] of ((doc as { roles: unknown[] }).roles).entries()) {
+    if (typeof entry !== 'object' || entry === null) throw invalid(`roles[${i}] must be a mapping with name and ${connector}`);
+    const e = entry as Record<string, unknown>;
+    for (const key of Object.keys(e)) {
+      if (key !== 'name' && key !== connector) throw invalid(`roles[${i}] has an unknown key '${key.slice(0, 40)}'`);
+    }
+    const name = e['name'];
+    if (!isRole(name)) throw invalid(`roles[${i}]: unknown role '${String(name).slice(0, 40)}' (roles: ${ROLES.join(', ')})`);
+    if (Object.hasOwn(config, name)) throw invalid(`roles[${i}]: role '${name}' is listed twice`);
+    const members = (e[connector] ?? {}) as Record<string, unknown>;
+    if (typeof members !== 'object' || Array.isArray(members)) throw invalid(`roles[${i}].${connector} must be a mapping`);
+    for (const key of Object.keys(members)) {
+      if (key !== 'users' && key !== 'teams') throw invalid(`roles[${i}].${connector} has an unknown key '${key.slice(0, 40)}' (use users, teams)`);
+    }
+    config[name] = { users: members['users'], groups: members['teams'] };
+  }
+  return parseTeamAuth(config, connector);
+}
+
+/** fly set-team flags: every user and team given becomes an owner. */
+export function teamAuthFromFlags(users: string[], groups: string[], connector = 'bitbucket-cloud'): TeamAuth {
+  return parseTeamAuth({ owner: { users, groups } }, connector);
+}
+
+/**
+ * What a team config is matched against (SPEC §6.3): uuid, account_id and username, never a nickname;
+ * and every group. Prefixed and lower-cased: these are also the keys of the login index.
+ */
+export function principalsOf(identity: Identity): { users: string[]; groups: string[] } {
+  const prefix = `${identity.connector}:`;
+  const ids = [identity.userId, identity.accountId, identity.userName].filter((v): v is string => !!v);
+  return {
+    users: [...new Set(ids.map((id) => prefix + id.toLowerCase()))],
+    groups: [...new Set(identity.groups.map((g) => prefix + g.toLowerCase()))],
+  };
+}
+
+/** Every role of the config whose entries name the person, highest first. */
+export function rolesOf(identity: Identity, auth: TeamAuth): Role[] {
+  const { users, groups } = principalsOf(identity);
+  return ROLES.filter((role) => {
+    const members = auth[role];
+    return !!members && (members.users.some((u) => users.includes(u)) || members.groups.some((g) => groups.includes(g)));
+  });
+}
+
+/** The highest role held (SPEC §6.3), or null. */
+export function roleOf(identity: Identity, auth: TeamAuth): Role | null {
+  return rolesOf(identity, auth)[0] ?? null;
+}
+
+/** Every entry of a config: what the login index must point at this team. */
+export function teamAuthEntries(auth: TeamAuth): { users: string[]; groups: string[] } {
+  const users = new Set<string>();
+  const groups = new Set<string>();
+  for (const role of ROLES) {
+    for (const u of auth[role]?.users ?? []) users.add(u);
+    for (const g of auth[role]?.groups ?? []) groups.add(g);
+  }
+  return { users: [...users], groups: [...groups] };
+}

@@ -1,0 +1,15 @@
+export { deriveSecret, generateSigningKey, jwks, loadSigningKey, thumbprint, type PublicJwk, type SigningKey } from './keys';
+export { issueToken, TokenVerifier, type IssueInput, type SkyClaims, type VerifierOptions } from './jwt';
+export {
+  AUTH_COOKIE,
+  CSRF_COOKIE,
+  authCookies,
+  clearAuthCookies,
+  parseCookies,
+  serializeCookie,
+  tokenFromAuthorization,
+  tokenFromCookies,
+  type CookieAttributes,
+} from './cookies';
+export { csrfMatches } from './csrf';
+export { Revocations } from './revocations';
