@@ -38,7 +38,7 @@ export class SessionStateStore {
   store(
     req: Request,
     verifier: string,
-    state: LoginState,
+    state: never,
     _meta: unknown,
     callback: (err: Error | null, state?: string) => void,
   ): void {
@@ -51,7 +51,7 @@ export class SessionStateStore {
     const handle = randomBytes(32).toString('base64url');
     req.session.skyLogins = Object.fromEntries([
       ...pending,
-      [hash(handle), { ...state, verifier, expiresAt: now + STATE_TTL_MS }],
+      [hash(handle), { ...(state as LoginState), verifier, expiresAt: now + STATE_TTL_MS }],
     ]);
     req.session.save((err) => callback(err ?? null, handle));
   }
@@ -59,20 +59,21 @@ export class SessionStateStore {
   verify(
     req: Request,
     handle: string,
-    callback: (err: Error | null, verifier: string | false, state?: LoginState | { message: string }) => void,
+    callback: (err: Error | null, verifier: string | false, state?: never) => void,
   ): void {
     const logins = req.session?.skyLogins;
     const key = typeof handle === 'string' ? hash(handle) : '';
     const pending = logins && Object.hasOwn(logins, key) ? logins[key] : undefined;
     if (!logins || !pending) {
-      return callback(null, false, { message: 'unknown or already used login state' });
+      return callback(null, false, { message: 'unknown or already used login state' } as never);
     }
     delete logins[key]; // single use, even when it turns out to be expired
     req.session.save((err) => {
       if (err) return callback(err, false);
-      if (pending.expiresAt <= Date.now()) return callback(null, false, { message: 'login state expired' });
+      if (pending.expiresAt <= Date.now()) return callback(null, false, { message: 'login state expired' } as never);
       const { verifier, redirect, flyPort } = pending;
-      callback(null, verifier, flyPort === undefined ? { redirect } : { redirect, flyPort });
+      const state: LoginState = flyPort === undefined ? { redirect } : { redirect, flyPort };
+      callback(null, verifier, state as never);
     });
   }
 }

@@ -1,0 +1,287 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BitbucketCloudConfig } from '../config/types';
+import type { AuthorizeParams, UpstreamTokens } from '../connector';
+import { SkyError } from '../errors';
+import type { Logger } from '../log';
+
+/** The Bitbucket Cloud REST API as it is in 2026 (SPEC §5.1). The only file that knows its URLs. */
+
+export interface BitbucketUser {
+  uuid: string;
+  account_id: string;
+  username?: string;
+  nickname: string;
+  display_name: string;
+}
+export interface BitbucketEmail {
+  email: string;
+  is_primary: boolean;
+  is_confirmed: boolean;
+}
+export interface BitbucketWorkspaceAccess {
+  administrator: boolean;
+  workspace: { slug: string; uuid: string };
+}
+export type WorkspacePermission = 'owner' | 'create-project' | 'member' | 'collaborator';
+export interface BitbucketGroup {
+  name: string;
+  slug: string;
+  members: { uuid: string; account_id?: string }[];
+}
+
+const MAX_BODY_BYTES = 1024 * 1024;
+const MAX_PAGES = 100;
+const MAX_RETRY_AFTER_MS = 2_000;
+const SCOPE = 'account email';
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): v is string => typeof v === 'string';
+
+function garbage(what: string): SkyError {
+  return new SkyError('upstream_error', `Bitbucket Cloud answered ${what} with something sky cannot read`);
+}
+
+export class BitbucketClient {
+  private readonly log: Logger | undefined;
+
+  constructor(
+    private readonly config: BitbucketCloudConfig,
+    options: { log?: Logger } = {},
+  ) {
+    this.log = options.log;
+  }
+
+  authorizeUrl(params: AuthorizeParams): string {
+    const url = new URL(`${this.config.webUrl}/site/oauth2/authorize`);
+    url.search = new URLSearchParams({
+      client_id: this.config.clientId,
+      response_type: 'code',
+      scope: SCOPE,
+      redirect_uri: params.redirectUri,
+      state: params.state,
+      code_challenge: params.codeChallenge,
+      code_challenge_method: 'S256',
+    }).toString();
+    return url.href;
+  }
+
+  exchangeCode(code: string, redirectUri: string, codeVerifier?: string): Promise<UpstreamTokens> {
+    const form: Record<string, string> = { grant_type: 'authorization_code', code, redirect_uri: redirectUri };
+    if (codeVerifier) form['code_verifier'] = codeVerifier;
+    return this.token(form, 'invalid_grant');
+  }
+
+  /** Refresh tokens rotate: the answer carries the one to use next time. */
+  refresh(refreshToken: string): Promise<UpstreamTokens> {
+    return this.token({ grant_type: 'refresh_token', refresh_token: refreshToken }, 'upstream_revoked');
+  }
+
+  async user(accessToken: string): Promise<BitbucketUser> {
+    const body = await this.get(`${this.config.apiUrl}/2.0/user`, accessToken, 'the user');
+    if (!isObject(body) || !str(body['uuid']) || !str(body['account_id']) || !str(body['display_name'])) throw garbage('the user');
+    return {
+      uuid: body['uuid'],
+      account_id: body['account_id'],
+      ...(str(body['username']) && body['username'] !== '' ? { username: body['username'] } : {}),
+      nickname: str(body['nickname']) ? body['nickname'] : '',
+      display_name: body['display_name'],
+    };
+  }
+
+  async emails(accessToken: string): Promise<BitbucketEmail[]> {
+    const values = await this.pages(`${this.config.apiUrl}/2.0/user/emails?pagelen=100`, accessToken, 'the emails');
+    return values.filter(isObject).flatMap((v) =>
+      str(v['email']) ? [{ email: v['email'], is_primary: v['is_primary'] === true, is_confirmed: v['is_confirmed'] === true }] : [],
+    );
+  }
+
+  async workspaces(accessToken: string): Promise<BitbucketWorkspaceAccess[]> {
+    const values = await this.pages(`${this.config.apiUrl}/2.0/user/workspaces?pagelen=100`, accessToken, 'the workspaces');
+    return values.filter(isObject).flatMap((v) => {
+      const ws = v['workspace'];
+      return isObject(ws) && str(ws['slug'])
+        ? [{ administrator: v['administrator'] === true, workspace: { slug: ws['slug'], uuid: str(ws['uuid']) ? ws['uuid'] : '' } }]
+        : [];
+    });
+  }
+
+  async permission(accessToken: string, slug: string): Promise<WorkspacePermission> {
+    const what = `the permission on ${slug}`;
+    const body = await this.get(`${this.config.apiUrl}/2.0/user/workspaces/${encodeURIComponent(slug)}/permission`, accessToken, what);
+    const p = isObject(body) ? body['permission'] : undefined;
+    if (p !== 'owner' && p !== 'create-project' && p !== 'member' && p !== 'collaborator') throw garbage(what);
+    return p;
+  }
+
+  /** The 1.0 groups API: workspace admins only; a 403 becomes SkyError('forbidden'). */
+  async groups(accessToken: string, slug: string): Promise<BitbucketGroup[]> {
+    const what = `the groups of ${slug}`;
+    const body = await this.get(`${this.config.apiUrl}/1.0/groups/${encodeURIComponent(slug)}`, accessToken, what);
+    if (!Array.isArray(body)) throw garbage(what);
+    return body.filter(isObject).flatMap((g) =>
+      str(g['slug'])
+        ? [
+            {
+              name: str(g['name']) ? g['name'] : g['slug'],
+              slug: g['slug'],
+              members: (Array.isArray(g['members']) ? g['members'] : [])
+                .filter(isObject)
+                .flatMap((m) => (str(m['uuid']) ? [{ uuid: m['uuid'], ...(str(m['account_id']) ? { account_id: m['account_id'] } : {}) }] : [])),
+            },
+          ]
+        : [],
+    );
+  }
+
+  /** Follows `next` exactly as given, but only on the API's own origin. */
+  private async pages(first: string, accessToken: string, what: string): Promise<unknown[]> {
+    const values: unknown[] = [];
+    const origin = new URL(this.config.apiUrl).origin;
+    let next: string | undefined = first;
+    for (let page = 0; next !== undefined; page++) {
+      if (page >= MAX_PAGES) throw new SkyError('upstream_error', `Bitbucket Cloud returned more than ${MAX_PAGES} pages of ${what}`);
+      let url: URL;
+      try {
+        url = new URL(next);
+      } catch {
+        throw garbage(what);
+      }
+      if (url.origin !== origin) throw new SkyError('upstream_error', `Bitbucket Cloud sent a next page of ${what} on another host`);
+      const body = await this.get(url.href, accessToken, what);
+      if (!isObject(body) || !Array.isArray(body['values'])) throw garbage(what);
+      values.push(...body['values']);
+      next = str(body['next']) && body['next'] !== '' ? body['next'] : undefined;
+    }
+    return values;
+  }
+
+  private async get(url: string, accessToken: string, what: string): Promise<unknown> {
+    const answer = await this.call(url, { method: 'GET', headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json' } }, what, true);
+    if (answer.status === 401) throw new SkyError('upstream_revoked', `Bitbucket Cloud refused the access token while reading ${what}`);
+    if (answer.status === 403) throw new SkyError('forbidden', `Bitbucket Cloud does not let this user read ${what}`);
+    if (answer.status === 404) throw new SkyError('upstream_error', `Bitbucket Cloud does not know ${what} (404)`);
+    if (answer.status !== 200) throw new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} for ${what}`);
+    return answer.body;
+  }
+
+  private async token(form: Record<string, string>, onInvalidGrant: 'invalid_grant' | 'upstream_revoked'): Promise<UpstreamTokens> {
+    const basic = Buffer.from(`${this.config.clientId}:${this.config.clientSecret}`).toString('base64');
+    const answer = await this.call(
+      `${this.config.webUrl}/site/oauth2/access_token`,
+      {
+        method: 'POST',
+        headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: new URLSearchParams(form).toString(),
+      },
+      'the token request',
+      false,
+    );
+    const body = isObject(answer.body) ? answer.body : {};
+    if (answer.status === 400 && body['error'] === 'invalid_grant') {
+      throw new SkyError(onInvalidGrant, 'Bitbucket Cloud refused the grant (it was used, expired, or access was revoked)');
+    }
+    if (answer.status === 401 || body['error'] === 'invalid_client') {
+      throw new SkyError('upstream_error', 'Bitbucket Cloud refused the OAuth consumer: check the client id and secret');
+    }
+    if (answer.status !== 200) throw new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} to the token request`);
+    const expiresIn = Number(body['expires_in']);
+    const scope = str(body['scope']) ? body['scope'] : str(body['scopes']) ? body['scopes'] : '';
+    if (!str(body['access_token']) || body['access_token'] === '' || !Number.isFinite(expiresIn)) throw garbage('the token request');
+    return {
+      accessToken: body['access_token'],
+      ...(str(body['refresh_token']) && body['refresh_token'] !== '' ? { refreshToken: body['refresh_token'] } : {}),
+      expiresAt: Date.now() + expiresIn * 1000,
+      scopes: scope.split(/[\s,]+/).filter((s) => s !== ''),
+    };
+  }
+
+  /**
+   * One call with a timeout, no redirects, a capped body and bounded retries on 429/5xx (honouring
+   * Retry-After up to a cap). A POST is retried only when the server said so, never after a lost answer.
+   */
+  private async call(url: string, init: RequestInit, what: string, idempotent: boolean): Promise<Answer> {
+    const { retries, timeoutMs } = this.config;
+    for (let attempt = 0; ; attempt++) {
+      let answer: Answer | null = null;
+      let failure: SkyError;
+      try {
+        answer = await this.once(url, init, what, timeoutMs);
+        if (answer.status !== 429 && answer.status < 500) return answer;
+        failure =
+          answer.status === 429
+            ? new SkyError('upstream_rate_limited', `Bitbucket Cloud is rate-limiting sky (429) while reading ${what}`)
+            : new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} for ${what}`);
+        if (!idempotent && answer.status !== 429 && answer.status !== 503) throw failure;
+      } catch (err) {
+        if (!(err instanceof SkyError)) throw err;
+        failure = err;
+        if (!idempotent || failure.code === 'upstream_error') throw failure;
+      }
+      if (attempt >= retries) throw failure;
+      let delay = 100 * 2 ** attempt + Math.floor(Math.random() * 50);
+      const retryAfter = answer?.headers.get('retry-after');
+      if (retryAfter != null && /^\d+$/.test(retryAfter)) {
+        const asked = Number(retryAfter) * 1000;
+        if (asked > MAX_RETRY_AFTER_MS) throw failure; // waiting that long would hang the login
+        delay = Math.max(delay, asked);
+      }
+      this.log?.debug({ what, attempt, delay, code: failure.code }, 'retrying a Bitbucket call');
+      await sleep(delay);
+    }
+  }
+
+  private async once(url: string, init: RequestInit, what: string, timeoutMs: number): Promise<Answer> {
+    let res: Response;
+    const signal = AbortSignal.timeout(timeoutMs);
+    try {
+      res = await fetch(url, { ...init, redirect: 'manual', signal });
+    } catch (err) {
+      if (signal.aborted) throw new SkyError('upstream_timeout', `Bitbucket Cloud did not answer within ${timeoutMs} ms (${what})`, { cause: err });
+      throw new SkyError('upstream_unavailable', `Bitbucket Cloud cannot be reached (${what})`, { cause: err });
+    }
+    if (res.status >= 300 && res.status < 400) {
+      await res.body?.cancel();
+      throw new SkyError('upstream_error', `Bitbucket Cloud redirected ${what} elsewhere (${res.status}); sky does not follow`);
+    }
+    const text = await readCapped(res, signal, timeoutMs, what);
+    if (res.status === 429 || res.status >= 500) return { status: res.status, headers: res.headers, body: null };
+    const type = res.headers.get('content-type') ?? '';
+    if (!/^application\/(.+\+)?json/i.test(type)) {
+      if (res.status === 200) throw garbage(what);
+      return { status: res.status, headers: res.headers, body: null };
+    }
+    try {
+      return { status: res.status, headers: res.headers, body: JSON.parse(text) as unknown };
+    } catch {
+      if (res.status === 200) throw garbage(what);
+      return { status: res.status, headers: res.headers, body: null };
+    }
+  }
+}
+
+async function readCapped(res: Response, signal: AbortSignal, timeoutMs: number, what: string): Promise<string> {
+  if (!res.body) return '';
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of res.body) {
+      size += (chunk as Uint8Array).byteLength;
+      if (size > MAX_BODY_BYTES) {
+        await res.body.cancel().catch(() => undefined);
+        throw new SkyError('upstream_error', `Bitbucket Cloud sent more than ${MAX_BODY_BYTES} bytes for ${what}`);
+      }
+      chunks.push(Buffer.from(chunk as Uint8Array));
+    }
+  } catch (err) {
+    if (err instanceof SkyError) throw err;
+    if (signal.aborted) throw new SkyError('upstream_timeout', `Bitbucket Cloud did not answer within ${timeoutMs} ms (${what})`, { cause: err });
+    throw new SkyError('upstream_unavailable', `Bitbucket Cloud dropped the connection (${what})`, { cause: err });
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,77 @@
+import type { BitbucketCloudConfig } from '../config/types';
+import type { Identity } from '../connector';
+import { SkyError } from '../errors';
+import type { BitbucketClient, BitbucketEmail } from './client';
+
+export const BITBUCKET_CLOUD = 'bitbucket-cloud';
+
+/** A confirmed primary address, else any confirmed one, else none: never an unconfirmed address (SPEC §5.2). */
+export function confirmedEmail(emails: BitbucketEmail[]): string | undefined {
+  const confirmed = emails.filter((e) => e.is_confirmed);
+  return (confirmed.find((e) => e.is_primary) ?? confirmed[0])?.email;
+}
+
+/** Runs `work` over `items` with at most `limit` at once. */
+async function bounded<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
+}
+
+/**
+ * Who the person is (SPEC §5.2) and their groups (§5.3): user, emails and workspaces at once, then the
+ * per-workspace calls with bounded concurrency. Never the nickname: anyone can take any nickname.
+ */
+export async function fetchIdentity(client: BitbucketClient, config: BitbucketCloudConfig, accessToken: string): Promise<Identity> {
+  const [user, emails, workspaces] = await Promise.all([
+    client.user(accessToken),
+    client.emails(accessToken),
+    client.workspaces(accessToken),
+  ]);
+  let slugs = [...new Set(workspaces.map((w) => w.workspace.slug.toLowerCase()))];
+  if (config.teams.length > 0) {
+    slugs = slugs.filter((s) => config.teams.includes(s));
+    if (slugs.length === 0) {
+      throw new SkyError(
+        'not_in_allowed_teams',
+        `You are not a member of any of the allowed Bitbucket workspaces: ${config.teams.join(', ')}.`,
+      );
+    }
+  }
+  const groups = new Set(slugs);
+  const uuid = user.uuid.toLowerCase();
+  const extra = await bounded(slugs, config.concurrency, async (slug) => {
+    const found: string[] = [];
+    if (config.includeTeamGroups) {
+      try {
+        for (const group of await client.groups(accessToken, slug)) {
+          // Only groups the person is in (dex added every group of the workspace).
+          if (group.members.some((m) => m.uuid.toLowerCase() === uuid)) found.push(`${slug}/${group.slug.toLowerCase()}`);
+        }
+      } catch (err) {
+        // Not an admin of this workspace: the 1.0 API says 403; skip quietly (dex #1977, Concourse #6612).
+        if (!(err instanceof SkyError && err.code === 'forbidden')) throw err;
+      }
+    }
+    if (config.getWorkspacePermissions) found.push(`${slug}:${await client.permission(accessToken, slug)}`);
+    return found;
+  });
+  for (const list of extra) for (const g of list) groups.add(g);
+  const email = confirmedEmail(emails);
+  return {
+    connector: BITBUCKET_CLOUD,
+    userId: uuid,
+    accountId: user.account_id,
+    ...(user.username ? { userName: user.username } : {}),
+    name: user.display_name,
+    ...(email ? { email } : {}),
+    groups: [...groups],
+  };
+}
