@@ -47,9 +47,10 @@ export interface SkyRouter extends Router {
  * says (`app.use('/ci', sky(o))` for https://ci.example.com/ci).
  */
 export function sky(options: SkyRouterOptions = {}): SkyRouter {
-  const config = resolveConfig(options);
+  const { logger, ...skyOptions } = options;
+  const config = resolveConfig(skyOptions);
   requireReady(config);
-  const log = options.logger ?? createLogger(config.logLevel);
+  const log = logger ?? createLogger(config.logLevel);
   const key: SigningKey = config.signingKeyPem ? loadSigningKey(config.signingKeyPem) : generateSigningKey();
   const store: Store = createStore(config, log);
   const teams = new TeamStore(store.teams);

@@ -3,81 +3,104 @@ import { SkyError } from '../errors';
 export const AUTH_COOKIE = 'skymarshal_auth';
 export const CSRF_COOKIE = 'skymarshal_csrf';
 
-/** Browsers keep about 4 KB per cookie; a bigger token (thousands of groups) is split (SPEC §7.2). */
+/** Browsers keep about 4 KB per cookie (name + value); a bigger token is split (SPEC §7.2). */
 const MAX_COOKIE_BYTES = 4000;
 const MAX_CHUNKS = 30;
-const MAX_COOKIE_HEADER = 64 * 1024;
+/** Room for 30 full chunks plus the CSRF cookie and a host app's own cookies; more is refused unread. */
+const MAX_COOKIE_HEADER = 128 * 1024;
 const MAX_COOKIES = 100;
+/** A compact JWT: base64url segments and dots, so encodeURIComponent leaves every character alone. */
+const COMPACT_JWT = /^[A-Za-z0-9_.-]+$/;
+
+/** A path attribute must not end the cookie early or smuggle another attribute (RFC 6265 path-value). */
+const isUsablePath = (path: string): boolean =>
+  [...path].every((c) => c !== ';' && c.charCodeAt(0) >= 0x20 && c.charCodeAt(0) !== 0x7f);
 
 export interface CookieAttributes {
   path: string;
   secure: boolean;
+  /** When the cookie dies; `new Date(0)` clears it. */
   expires: Date;
 }
 
-export function serializeCookie(name: string, value: string, attrs: CookieAttributes & { httpOnly: boolean }): string {
+/** One Set-Cookie value; SameSite=Lax always, so a cross-site POST never carries the token. */
+export function serializeCookie(
+  name: string,
+  value: string,
+  attrs: CookieAttributes & { httpOnly: boolean },
+): string {
+  if (!isUsablePath(attrs.path)) {
+    throw new SkyError('invalid_config', `cookie path ${JSON.stringify(attrs.path)} is not usable`);
+  }
   let cookie = `${name}=${encodeURIComponent(value)}; Path=${attrs.path}; Expires=${attrs.expires.toUTCString()}`;
   if (attrs.httpOnly) cookie += '; HttpOnly';
   if (attrs.secure) cookie += '; Secure';
-  return cookie + '; SameSite=Lax';
+  return `${cookie}; SameSite=Lax`;
 }
 
 const chunkName = (i: number): string => `${AUTH_COOKIE}${i}`;
+/** skymarshal_auth0 … skymarshal_auth99: anything a browser might still hold from an earlier token. */
 const CHUNK = new RegExp(`^${AUTH_COOKIE}(0|[1-9]\\d?)$`);
+const isAuthCookie = (name: string): boolean => name === AUTH_COOKIE || CHUNK.test(name);
 
-/** Set-Cookie values for a token and its CSRF value; stale chunks of an earlier, bigger token are cleared. */
+/** Pieces of the cookie value, each small enough that even the longest chunk name plus `=` fits. */
+function chunksOf(value: string): string[] {
+  const size = MAX_COOKIE_BYTES - `${chunkName(MAX_CHUNKS - 1)}=`.length - '%20'.length;
+  const count = Math.ceil(value.length / size);
+  if (count > MAX_CHUNKS) throw new SkyError('invalid_request', 'token too large for cookies');
+  return Array.from({ length: count }, (_, i) => value.slice(i * size, (i + 1) * size));
+}
+
+/**
+ * Set-Cookie values for a token and its CSRF value, both HttpOnly (SPEC §7.2). A token too big for one
+ * cookie goes into skymarshal_auth0…N; auth cookies of `previous` (the request's) not rewritten are expired.
+ */
 export function authCookies(
   token: string,
   csrf: string,
   attrs: CookieAttributes,
   previous: Record<string, string> = {},
 ): string[] {
+  if (!COMPACT_JWT.test(token)) throw new SkyError('internal', 'authCookies needs a compact JWT');
   const value = `bearer ${token}`;
-  const cookies: string[] = [];
-  const set = new Set<string>();
-  const add = (name: string, raw: string): void => {
-    set.add(name);
-    cookies.push(serializeCookie(name, raw, { ...attrs, httpOnly: true }));
-  };
-  // JWT characters need no encoding, so the raw length is the cookie length (plus the encoded space).
-  const size = MAX_COOKIE_BYTES - AUTH_COOKIE.length - 8;
-  if (value.length <= size) {
-    add(AUTH_COOKIE, value);
-  } else {
-    const count = Math.ceil(value.length / size);
-    if (count > MAX_CHUNKS) throw new SkyError('invalid_request', 'token too large for cookies');
-    for (let i = 0; i < count; i++) add(chunkName(i), value.slice(i * size, (i + 1) * size));
-  }
-  cookies.push(serializeCookie(CSRF_COOKIE, csrf, { ...attrs, httpOnly: true }));
-  const expired = { ...attrs, expires: new Date(0) };
+  const fitsOne = `${AUTH_COOKIE}=${encodeURIComponent(value)}`.length <= MAX_COOKIE_BYTES;
+  const written = fitsOne
+    ? new Map([[AUTH_COOKIE, value]])
+    : new Map(chunksOf(value).map((c, i) => [chunkName(i), c]));
+  const live = { ...attrs, httpOnly: true };
+  const cookies = [...written].map(([name, part]) => serializeCookie(name, part, live));
+  cookies.push(serializeCookie(CSRF_COOKIE, csrf, live));
+  const expired = { ...live, expires: new Date(0) };
   for (const name of Object.keys(previous)) {
-    if ((name === AUTH_COOKIE || CHUNK.test(name)) && !set.has(name)) {
-      cookies.push(serializeCookie(name, '', { ...expired, httpOnly: true }));
-    }
+    if (isAuthCookie(name) && !written.has(name)) cookies.push(serializeCookie(name, '', expired));
   }
   return cookies;
 }
 
-/** Expires the auth cookie, every chunk present, and the CSRF cookie. */
-export function clearAuthCookies(previous: Record<string, string>, attrs: Omit<CookieAttributes, 'expires'>): string[] {
+/** Expires skymarshal_auth, every chunk the request carried, and skymarshal_csrf. */
+export function clearAuthCookies(
+  previous: Record<string, string>,
+  attrs: Omit<CookieAttributes, 'expires'>,
+): string[] {
   const expired = { ...attrs, expires: new Date(0), httpOnly: true };
-  const names = new Set([AUTH_COOKIE, CSRF_COOKIE, ...Object.keys(previous).filter((n) => CHUNK.test(n))]);
+  const names = new Set([AUTH_COOKIE, ...Object.keys(previous).filter(isAuthCookie), CSRF_COOKIE]);
   return [...names].map((name) => serializeCookie(name, '', expired));
 }
 
-/** A Cookie header as a null-prototype record; first occurrence wins; bad %-encoding is kept raw. */
+/**
+ * A Cookie header as a null-prototype record (a cookie named `__proto__` is just a cookie). First
+ * occurrence wins (the most specific path, as browsers order them); bad %-encoding is kept raw.
+ */
 export function parseCookies(header: string | undefined): Record<string, string> {
   const cookies = Object.create(null) as Record<string, string>;
   if (!header || header.length > MAX_COOKIE_HEADER) return cookies;
-  let count = 0;
-  for (const part of header.split(';')) {
-    if (++count > MAX_COOKIES) break;
+  for (const part of header.split(';', MAX_COOKIES)) {
     const eq = part.indexOf('=');
     if (eq <= 0) continue;
     const name = part.slice(0, eq).trim();
-    if (!name || name in cookies) continue;
+    if (!name || Object.hasOwn(cookies, name)) continue;
     let value = part.slice(eq + 1).trim();
-    if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
     try {
       cookies[name] = decodeURIComponent(value);
     } catch {
@@ -87,25 +110,32 @@ export function parseCookies(header: string | undefined): Record<string, string>
   return cookies;
 }
 
-const BEARER = /^bearer (\S+)$/i;
+const BEARER = /^bearer ([^\s]+)$/i;
 
-/** The token from skymarshal_auth, or its chunks joined in numeric order (a gap means no token). */
-export function tokenFromCookies(cookies: Record<string, string>): string | null {
-  let value = cookies[AUTH_COOKIE];
-  if (value === undefined) {
-    const parts: string[] = [];
-    for (let i = 0; i < MAX_CHUNKS; i++) {
-      const part = cookies[chunkName(i)];
-      if (part === undefined) break;
-      parts.push(part);
-    }
-    if (parts.length === 0) return null;
-    value = parts.join('');
+/** The chunks joined in numeric order (0, 1, …, 10), or null when one is missing below the highest. */
+function joinedChunks(cookies: Record<string, string>): string | null {
+  let highest = -1;
+  for (const name of Object.keys(cookies)) {
+    const match = CHUNK.exec(name);
+    if (match) highest = Math.max(highest, Number(match[1]));
   }
-  return BEARER.exec(value)?.[1] ?? null;
+  if (highest < 0 || highest >= MAX_CHUNKS) return null;
+  const parts: string[] = [];
+  for (let i = 0; i <= highest; i++) {
+    const part = cookies[chunkName(i)];
+    if (part === undefined) return null;
+    parts.push(part);
+  }
+  return parts.join('');
 }
 
-/** `Authorization: Bearer <jwt>`, scheme case-insensitive. */
+/** The token of skymarshal_auth, or of its chunks, without the case-insensitive `bearer ` prefix. */
+export function tokenFromCookies(cookies: Record<string, string>): string | null {
+  const value = Object.hasOwn(cookies, AUTH_COOKIE) ? cookies[AUTH_COOKIE] : joinedChunks(cookies);
+  return value ? (BEARER.exec(value)?.[1] ?? null) : null;
+}
+
+/** `Authorization: Bearer <jwt>`: scheme case-insensitive, exactly one token after one space. */
 export function tokenFromAuthorization(header: string | undefined): string | null {
   if (!header) return null;
   return BEARER.exec(header.trim())?.[1] ?? null;

@@ -1,4 +1,12 @@
-export { deriveSecret, generateSigningKey, jwks, loadSigningKey, thumbprint, type PublicJwk, type SigningKey } from './keys';
+export {
+  deriveSecret,
+  generateSigningKey,
+  jwks,
+  loadSigningKey,
+  thumbprint,
+  type PublicJwk,
+  type SigningKey,
+} from './keys';
 export { issueToken, TokenVerifier, type IssueInput, type SkyClaims, type VerifierOptions } from './jwt';
 export {
   AUTH_COOKIE,

@@ -30,11 +30,13 @@ export interface IssueInput {
   identity: Identity;
   teams: Record<string, string[]>;
   isAdmin: boolean;
+  /** Epoch milliseconds; default Date.now(). */
   now?: number;
 }
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 
+/** A signed RS256 token (SPEC §7.1) and its claims; `csrf` is fresh per token and goes to skymarshal_csrf. */
 export function issueToken(key: SigningKey, input: IssueInput): { token: string; claims: SkyClaims } {
   const iat = Math.floor((input.now ?? Date.now()) / 1000);
   const { identity } = input;
@@ -51,8 +53,8 @@ export function issueToken(key: SigningKey, input: IssueInput): { token: string;
     name: identity.name,
     email: identity.email ?? '',
     connector: identity.connector,
-    groups: identity.groups,
-    teams: input.teams,
+    groups: [...identity.groups],
+    teams: Object.fromEntries(Object.entries(input.teams).map(([team, roles]) => [team, [...roles]])),
     is_admin: input.isAdmin,
     csrf: randomBytes(32).toString('base64url'),
   };
@@ -65,46 +67,98 @@ export interface VerifierOptions {
   keys: readonly SigningKey[];
   issuer: string;
   audience: string;
+  /** Clock skew allowed on exp/iat/nbf; default 60. */
   leewaySeconds?: number;
+  /** Verified tokens remembered; default 10000. */
   cacheSize?: number;
 }
 
-const MAX_TOKEN_BYTES = 16 * 1024;
+/**
+ * Checked before anything else. As large as the 30 cookie chunks of cookies.ts can carry, so a user with
+ * thousands of groups (SPEC §7.2) is not locked out; decoding 120 KB costs far less than the RSA check.
+ */
+const MAX_TOKEN_LENGTH = 120 * 1024;
+/** Bigger (rare) tokens are verified every time, so the cache holds at most cacheSize × this. */
+const MAX_CACHED_TOKEN_LENGTH = 8 * 1024;
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
 
+/** A reason to refuse a token; it becomes the cause of the one 401, for logs only. */
 class Refused extends Error {}
 
-function decodeSegment(segment: string): Record<string, unknown> {
-  if (!SEGMENT.test(segment)) throw new Refused('segment is not base64url');
+/** Strict base64url: the alphabet, no padding, and the canonical form (no spare bits, no stray length). */
+function decodeBase64url(segment: string, what: string): Buffer {
+  if (!SEGMENT.test(segment)) throw new Refused(`${what} is not base64url`);
+  const bytes = Buffer.from(segment, 'base64url');
+  if (bytes.toString('base64url') !== segment) throw new Refused(`${what} is not canonical base64url`);
+  return bytes;
+}
+
+function decodeObject(segment: string, what: string): Record<string, unknown> {
+  const text = decodeBase64url(segment, what).toString('utf8');
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+    value = JSON.parse(text);
   } catch {
-    throw new Refused('segment is not JSON');
+    throw new Refused(`${what} is not JSON`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Refused('segment is not an object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new Refused(`${what} is not an object`);
+  }
   return value as Record<string, unknown>;
 }
 
+/** Own properties only, so nothing is ever read through a prototype (a payload may carry "__proto__"). */
+const own = (o: Record<string, unknown>, name: string): unknown =>
+  Object.hasOwn(o, name) ? o[name] : undefined;
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString);
+const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+const STRING_CLAIMS = [
+  'iss',
+  'sub',
+  'jti',
+  'csrf',
+  'user_id',
+  'account_id',
+  'user_name',
+  'name',
+  'email',
+  'connector',
+];
+const NON_EMPTY_CLAIMS = ['sub', 'jti', 'csrf', 'user_id'];
 
 function checkShape(p: Record<string, unknown>): SkyClaims {
-  const strings = ['iss', 'sub', 'jti', 'csrf', 'user_id', 'account_id', 'user_name', 'name', 'email', 'connector'];
-  for (const name of strings) if (!isString(p[name])) throw new Refused(`claim ${name} missing or not a string`);
-  for (const name of ['sub', 'jti', 'csrf', 'user_id']) if (p[name] === '') throw new Refused(`claim ${name} is empty`);
-  if (typeof p['iat'] !== 'number' || typeof p['exp'] !== 'number') throw new Refused('iat/exp missing');
-  if (!isStringArray(p['groups'])) throw new Refused('claim groups is not a list of strings');
-  const teams = p['teams'];
-  if (typeof teams !== 'object' || teams === null || Array.isArray(teams)) throw new Refused('claim teams is not an object');
-  for (const roles of Object.values(teams)) if (!isStringArray(roles)) throw new Refused('claim teams has a bad role list');
-  if (typeof p['is_admin'] !== 'boolean') throw new Refused('claim is_admin is not a boolean');
+  for (const name of STRING_CLAIMS) {
+    if (!isString(own(p, name))) throw new Refused(`claim ${name} missing or not a string`);
+  }
+  for (const name of NON_EMPTY_CLAIMS) if (own(p, name) === '') throw new Refused(`claim ${name} is empty`);
+  if (!isTime(own(p, 'iat')) || !isTime(own(p, 'exp'))) {
+    throw new Refused('claim iat or exp missing or not a number');
+  }
+  if (!isStringArray(own(p, 'groups'))) throw new Refused('claim groups is not a list of strings');
+  const teams = own(p, 'teams');
+  if (typeof teams !== 'object' || teams === null || Array.isArray(teams)) {
+    throw new Refused('claim teams is not an object');
+  }
+  for (const roles of Object.values(teams)) {
+    if (!isStringArray(roles)) throw new Refused('claim teams has a bad role list');
+  }
+  if (typeof own(p, 'is_admin') !== 'boolean') throw new Refused('claim is_admin is not a boolean');
   return p as unknown as SkyClaims;
 }
 
+/** Cached claims are shared by every request presenting the token, so nobody may change them. */
+function deepFreeze(claims: SkyClaims): SkyClaims {
+  Object.freeze(claims.groups);
+  for (const roles of Object.values(claims.teams)) Object.freeze(roles);
+  Object.freeze(claims.teams);
+  return Object.freeze(claims);
+}
+
 /**
- * Verifies sky tokens (SPEC §7.3): alg pinned to RS256, key chosen by kid only, then iss/aud/exp with
- * leeway. A bounded cache makes a repeated token one Map lookup (expiry is still checked on a hit).
+ * Verifies sky tokens (SPEC §7.3): alg pinned to RS256, key chosen by kid only, then iss/aud/exp/iat/nbf
+ * with leeway. A bounded LRU cache makes a repeated token one Map lookup (expiry is still checked on a hit).
  */
 export class TokenVerifier {
   private readonly keys: Map<string, SigningKey>;
@@ -118,20 +172,22 @@ export class TokenVerifier {
     this.cacheSize = options.cacheSize ?? 10_000;
   }
 
+  /** The claims of a good token; anything else throws SkyError not_authorized (the reason is its cause). */
   verify(token: string, nowMs = Date.now()): SkyClaims {
     try {
+      if (typeof token !== 'string' || token.length === 0) throw new Refused('no token');
+      if (token.length > MAX_TOKEN_LENGTH) {
+        throw new Refused(`token longer than ${MAX_TOKEN_LENGTH} characters`);
+      }
       const now = Math.floor(nowMs / 1000);
       const cached = this.cache.get(token);
       if (cached) {
-        if (cached.exp + this.leeway <= now) throw new Refused('token expired');
+        this.checkExpiry(cached, now);
+        this.remember(token, cached);
         return cached;
       }
-      const claims = this.verifyUncached(token, now);
-      if (this.cache.size >= this.cacheSize) {
-        const oldest = this.cache.keys().next().value;
-        if (oldest !== undefined) this.cache.delete(oldest);
-      }
-      this.cache.set(token, claims);
+      const claims = deepFreeze(this.verifyUncached(token, now));
+      if (token.length <= MAX_CACHED_TOKEN_LENGTH) this.remember(token, claims);
       return claims;
     } catch (err) {
       if (err instanceof Refused) {
@@ -141,29 +197,50 @@ export class TokenVerifier {
     }
   }
 
+  /** Least recently used goes first: a Map iterates in insertion order, so a hit is moved to the end. */
+  private remember(token: string, claims: SkyClaims): void {
+    this.cache.delete(token);
+    if (this.cache.size >= this.cacheSize) {
+      const oldest = this.cache.keys().next();
+      if (!oldest.done) this.cache.delete(oldest.value);
+    }
+    if (this.cacheSize > 0) this.cache.set(token, claims);
+  }
+
+  private checkExpiry(claims: SkyClaims, now: number): void {
+    if (claims.exp + this.leeway <= now) throw new Refused('token expired');
+  }
+
   private verifyUncached(token: string, now: number): SkyClaims {
-    if (typeof token !== 'string' || token.length > MAX_TOKEN_BYTES) throw new Refused('token missing or too large');
     const parts = token.split('.');
-    if (parts.length !== 3) throw new Refused('token does not have three segments');
+    if (parts.length !== 3) throw new Refused(`token has ${parts.length} segments, not 3`);
     const [h, p, s] = parts as [string, string, string];
-    const header = decodeSegment(h);
-    if (header['alg'] !== 'RS256') throw new Refused(`alg ${String(header['alg'])} is not RS256`);
-    const kid = header['kid'];
-    const key = typeof kid === 'string' ? this.keys.get(kid) : undefined;
+    const header = decodeObject(h, 'header');
+    const alg = own(header, 'alg');
+    if (alg !== 'RS256') throw new Refused('alg is not RS256');
+    // No extension of RFC 7515 is understood here, so a critical one must fail the token.
+    if (Object.hasOwn(header, 'crit')) throw new Refused('header has crit');
+    const kid = own(header, 'kid');
+    if (!isString(kid)) throw new Refused('header has no kid');
+    const key = this.keys.get(kid);
     if (!key) throw new Refused('unknown kid');
-    if (!SEGMENT.test(s)) throw new Refused('signature is not base64url');
-    if (!verify('RSA-SHA256', Buffer.from(`${h}.${p}`), key.publicKey, Buffer.from(s, 'base64url'))) {
+    const signature = decodeBase64url(s, 'signature');
+    if (!verify('RSA-SHA256', Buffer.from(`${h}.${p}`), key.publicKey, signature)) {
       throw new Refused('bad signature');
     }
-    const claims = checkShape(decodeSegment(p));
+    const payload = decodeObject(p, 'payload');
+    const claims = checkShape(payload);
     if (claims.iss !== this.options.issuer) throw new Refused('wrong iss');
-    const aud: unknown = claims.aud;
-    const audOk = aud === this.options.audience || (Array.isArray(aud) && aud.includes(this.options.audience));
-    if (!audOk) throw new Refused('wrong aud');
-    if (claims.exp + this.leeway <= now) throw new Refused('token expired');
+    const aud = own(payload, 'aud');
+    const audience = this.options.audience;
+    if (aud !== audience && !(Array.isArray(aud) && aud.includes(audience))) throw new Refused('wrong aud');
+    this.checkExpiry(claims, now);
     if (claims.iat > now + this.leeway) throw new Refused('token issued in the future');
-    const nbf = (claims as unknown as Record<string, unknown>)['nbf'];
-    if (nbf !== undefined && (typeof nbf !== 'number' || nbf > now + this.leeway)) throw new Refused('token not yet valid');
-    return claims;
+    const nbf = own(payload, 'nbf');
+    if (nbf !== undefined && (!isTime(nbf) || nbf > now + this.leeway)) {
+      throw new Refused('token not yet valid');
+    }
+    // An audience list is accepted, but callers always see the one audience this node serves.
+    return Array.isArray(aud) ? { ...claims, aud: audience } : claims;
   }
 }

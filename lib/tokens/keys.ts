@@ -1,4 +1,11 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  hkdfSync,
+  type KeyObject,
+} from 'node:crypto';
 import { SkyError } from '../errors';
 
 export interface PublicJwk {
@@ -19,20 +26,29 @@ export interface SigningKey {
 
 function fromPrivateKey(privateKey: KeyObject, source: string): SigningKey {
   if (privateKey.asymmetricKeyType !== 'rsa') {
-    throw new SkyError('invalid_config', `${source}: must be an RSA private key (found ${privateKey.asymmetricKeyType ?? 'unknown'})`);
+    throw new SkyError(
+      'invalid_config',
+      `${source}: must be an RSA private key (found ${privateKey.asymmetricKeyType ?? 'unknown'})`,
+    );
   }
   const bits = privateKey.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (bits < 2048) throw new SkyError('invalid_config', `${source}: RSA key has ${bits} bits; at least 2048 are needed`);
+  if (bits < 2048) {
+    throw new SkyError('invalid_config', `${source}: RSA key has ${bits} bits; at least 2048 are needed`);
+  }
   const publicKey = createPublicKey(privateKey);
   const { n, e } = publicKey.export({ format: 'jwk' });
-  if (typeof n !== 'string' || typeof e !== 'string') throw new SkyError('invalid_config', `${source}: unreadable RSA key`);
+  if (typeof n !== 'string' || typeof e !== 'string') {
+    throw new SkyError('invalid_config', `${source}: unreadable RSA key`);
+  }
   const kid = thumbprint(n, e);
   return { kid, privateKey, publicKey, publicJwk: { kty: 'RSA', n, e, kid, alg: 'RS256', use: 'sig' } };
 }
 
 /** RFC 7638 JWK thumbprint: SHA-256 over the required members in lexical order, base64url. */
 export function thumbprint(n: string, e: string): string {
-  return createHash('sha256').update(JSON.stringify({ e, kty: 'RSA', n })).digest('base64url');
+  return createHash('sha256')
+    .update(JSON.stringify({ e, kty: 'RSA', n }))
+    .digest('base64url');
 }
 
 export function loadSigningKey(pem: string, source = 'signing key'): SigningKey {
@@ -59,7 +75,11 @@ const derived = new WeakMap<KeyObject, Map<string, Buffer>>();
  * Every secret a node needs derives from the signing key (SPEC §3), so nodes sharing the key agree on
  * them: HKDF-SHA256 over the key's PKCS#8 DER, one label per use.
  */
-export function deriveSecret(key: SigningKey, label: string, length = 32): Buffer {
+export function deriveSecret(
+  key: SigningKey,
+  label: 'session' | 'oauth-state' | 'vault' | 'refresh' | (string & Record<never, never>),
+  length = 32,
+): Buffer {
   let byLabel = derived.get(key.privateKey);
   if (!byLabel) derived.set(key.privateKey, (byLabel = new Map()));
   const id = `${label}/${length}`;
@@ -69,5 +89,6 @@ export function deriveSecret(key: SigningKey, label: string, length = 32): Buffe
     secret = Buffer.from(hkdfSync('sha256', ikm, 'sky', `sky ${label}`, length));
     byLabel.set(id, secret);
   }
-  return secret;
+  // A copy, so a caller that scribbles on its buffer cannot change every other user's secret.
+  return Buffer.from(secret);
 }
