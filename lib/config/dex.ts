@@ -29,13 +29,16 @@ export function applyDexYaml(layered: Layered, file: string, env: Record<string,
   if (!Array.isArray(connectors)) return fail(`SKY_CONFIG: '${file}' has no connectors: list`);
   const bitbucket = connectors.filter((c: unknown) => {
     const type = (c as { type?: unknown } | null)?.type;
-    if (type !== 'bitbucket-cloud') fail(`SKY_CONFIG: connector type '${String(type)}' is not supported (sky speaks bitbucket-cloud)`);
+    if (type !== 'bitbucket-cloud')
+      fail(`SKY_CONFIG: connector type '${String(type)}' is not supported (sky speaks bitbucket-cloud)`);
     return true;
   });
-  if (bitbucket.length !== 1) fail(`SKY_CONFIG: expected exactly one bitbucket-cloud connector, found ${bitbucket.length}`);
+  if (bitbucket.length !== 1)
+    fail(`SKY_CONFIG: expected exactly one bitbucket-cloud connector, found ${bitbucket.length}`);
   const connector = bitbucket[0] as { name?: unknown; config?: unknown };
   const config = connector.config;
-  if (typeof config !== 'object' || config === null) return fail(`SKY_CONFIG: connectors[0].config must be a mapping`);
+  if (typeof config !== 'object' || config === null)
+    return fail(`SKY_CONFIG: connectors[0].config must be a mapping`);
   const c = config as Record<string, unknown>;
   const at = (key: string): string => `${file}: connectors[0].config.${key}`;
 
@@ -46,7 +49,8 @@ export function applyDexYaml(layered: Layered, file: string, env: Record<string,
     const ref = /^\$([A-Za-z_][A-Za-z0-9_]*)$/.exec(raw);
     if (!ref) return raw;
     const value = env[ref[1] as string];
-    if (value === undefined || value === '') return fail(`${at(key)}: environment variable ${ref[1]} is not set`);
+    if (value === undefined || value === '')
+      return fail(`${at(key)}: environment variable ${ref[1]} is not set`);
     return value;
   };
   const bool = (key: string): boolean | undefined => {
@@ -64,14 +68,18 @@ export function applyDexYaml(layered: Layered, file: string, env: Record<string,
   if (clientId !== undefined) bb.clientId = { value: clientId, source: at('clientID') };
   if (clientSecret !== undefined) bb.clientSecret = { value: clientSecret, source: at('clientSecret') };
   if (redirectUri !== undefined) layered.redirectUri = { value: redirectUri, source: at('redirectURI') };
-  if (typeof connector.name === 'string') bb.name = { value: connector.name, source: `${file}: connectors[0].name` };
+  if (typeof connector.name === 'string')
+    bb.name = { value: connector.name, source: `${file}: connectors[0].name` };
   const teams = c['teams'];
   if (teams !== undefined && teams !== null) {
-    if (!Array.isArray(teams) || !teams.every((t) => typeof t === 'string')) fail(`${at('teams')} must be a list of strings`);
+    if (!Array.isArray(teams) || !teams.every((t) => typeof t === 'string'))
+      fail(`${at('teams')} must be a list of strings`);
     bb.teams = { value: teams as string[], source: at('teams') };
   }
   const includeTeamGroups = bool('includeTeamGroups');
-  if (includeTeamGroups !== undefined) bb.includeTeamGroups = { value: includeTeamGroups, source: at('includeTeamGroups') };
+  if (includeTeamGroups !== undefined)
+    bb.includeTeamGroups = { value: includeTeamGroups, source: at('includeTeamGroups') };
   const permissions = bool('getWorkspacePermissions');
-  if (permissions !== undefined) bb.getWorkspacePermissions = { value: permissions, source: at('getWorkspacePermissions') };
+  if (permissions !== undefined)
+    bb.getWorkspacePermissions = { value: permissions, source: at('getWorkspacePermissions') };
 }

@@ -11,7 +11,10 @@ export function parseBoolean(value: string, source: string): boolean {
   const v = value.trim().toLowerCase();
   if (['true', '1', 'yes'].includes(v)) return true;
   if (['false', '0', 'no'].includes(v)) return false;
-  throw new SkyError('invalid_config', `${source}: '${value.slice(0, 40)}' is not a boolean (use true or false)`);
+  throw new SkyError(
+    'invalid_config',
+    `${source}: '${value.slice(0, 40)}' is not a boolean (use true or false)`,
+  );
 }
 
 /** SPEC §3 source 2: Concourse's CONCOURSE_* names (empty values count as unset). */
@@ -56,7 +59,10 @@ export function applyEnv(layered: Layered, env: Record<string, string | undefine
     delete layered.signingKey;
   });
   str('CONCOURSE_AUTH_DURATION', (v) => (layered.authDuration = v));
-  str('CONCOURSE_COOKIE_SECURE', (v) => (layered.cookieSecure = { value: parseBoolean(v.value, v.source), source: v.source }));
+  str(
+    'CONCOURSE_COOKIE_SECURE',
+    (v) => (layered.cookieSecure = { value: parseBoolean(v.value, v.source), source: v.source }),
+  );
   str('REDIS_URL', (v) => (layered.redis = { value: { url: v.value }, source: v.source }));
   str('SKY_KEY_PREFIX', (v) => (layered.keyPrefix = v));
   str('LOG_LEVEL', (v) => (layered.logLevel = v));

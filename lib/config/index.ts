@@ -82,10 +82,15 @@ export function parseDuration(value: string | number, source: string): number {
   if (typeof value === 'number') ms = value;
   else {
     const match = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(value.trim());
-    ms = match && value.trim() !== '' ? ((Number(match[1] ?? 0) * 60 + Number(match[2] ?? 0)) * 60 + Number(match[3] ?? 0)) * 1000 : NaN;
-    if (Number.isNaN(ms)) throw invalid([`${source}: invalid duration '${value.slice(0, 40)}' (use e.g. 24h, 90m)`]);
+    ms =
+      match && value.trim() !== ''
+        ? ((Number(match[1] ?? 0) * 60 + Number(match[2] ?? 0)) * 60 + Number(match[3] ?? 0)) * 1000
+        : NaN;
+    if (Number.isNaN(ms))
+      throw invalid([`${source}: invalid duration '${value.slice(0, 40)}' (use e.g. 24h, 90m)`]);
   }
-  if (!(ms > 0 && ms <= MAX_AUTH_DURATION_MS)) throw invalid([`${source}: duration must be more than 0 and at most 720h`]);
+  if (!(ms > 0 && ms <= MAX_AUTH_DURATION_MS))
+    throw invalid([`${source}: duration must be more than 0 and at most 720h`]);
   return ms;
 }
 
@@ -97,8 +102,10 @@ function httpUrl(s: Sourced<string>, problems: string[], allowPath: boolean): UR
     problems.push(`${s.source}: '${s.value.slice(0, 100)}' is not an absolute URL`);
     return null;
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') problems.push(`${s.source}: must be an http or https URL`);
-  else if (url.username || url.password || url.search || url.hash) problems.push(`${s.source}: must not carry credentials, a query or a fragment`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    problems.push(`${s.source}: must be an http or https URL`);
+  else if (url.username || url.password || url.search || url.hash)
+    problems.push(`${s.source}: must not carry credentials, a query or a fragment`);
   else if (!allowPath && url.pathname !== '/') problems.push(`${s.source}: must not have a path`);
   else return url;
   return null;
@@ -110,7 +117,9 @@ function readFile(s: Sourced<string>, problems: string[]): string | null {
   try {
     return readFileSync(s.value, 'utf8');
   } catch (err) {
-    problems.push(`${s.source}: cannot read '${s.value}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    problems.push(
+      `${s.source}: cannot read '${s.value}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
     return null;
   }
 }
@@ -119,7 +128,8 @@ function checkSigningKey(pem: string, source: string, problems: string[]): void 
   try {
     const key = createPrivateKey(pem);
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (key.asymmetricKeyType !== 'rsa') problems.push(`${source}: must be an RSA private key, not ${key.asymmetricKeyType ?? 'unknown'}`);
+    if (key.asymmetricKeyType !== 'rsa')
+      problems.push(`${source}: must be an RSA private key, not ${key.asymmetricKeyType ?? 'unknown'}`);
     else if (bits < 2048) problems.push(`${source}: RSA key has ${bits} bits; at least 2048 are needed`);
   } catch {
     problems.push(`${source}: not a PEM private key`);
@@ -137,7 +147,11 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   if (layered.configFile) applyDexYaml(layered, layered.configFile.value, env);
 
   const problems: string[] = [];
-  const external = httpUrl(layered.externalUrl ?? { value: 'http://localhost:8080', source: 'CONCOURSE_EXTERNAL_URL' }, problems, true);
+  const external = httpUrl(
+    layered.externalUrl ?? { value: 'http://localhost:8080', source: 'CONCOURSE_EXTERNAL_URL' },
+    problems,
+    true,
+  );
   const externalUrl = external ? withoutSlash(external) : '';
   const mountPath = external ? external.pathname.replace(/\/+$/, '') : '';
 
@@ -149,10 +163,24 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   const bb = layered.bitbucket;
   let bitbucketCloud: BitbucketCloudConfig | null = null;
   if (bb.clientId || bb.clientSecret) {
-    if (!bb.clientId) problems.push('CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID (option bitbucketCloud.clientId) is missing while the client secret is set');
-    if (!bb.clientSecret) problems.push('CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud.clientSecret) is missing while the client id is set');
-    const webUrl = httpUrl(bb.webUrl ?? { value: 'https://bitbucket.org', source: 'CONCOURSE_BITBUCKET_CLOUD_WEB_URL' }, problems, true);
-    const apiUrl = httpUrl(bb.apiUrl ?? { value: 'https://api.bitbucket.org', source: 'CONCOURSE_BITBUCKET_CLOUD_API_URL' }, problems, true);
+    if (!bb.clientId)
+      problems.push(
+        'CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID (option bitbucketCloud.clientId) is missing while the client secret is set',
+      );
+    if (!bb.clientSecret)
+      problems.push(
+        'CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud.clientSecret) is missing while the client id is set',
+      );
+    const webUrl = httpUrl(
+      bb.webUrl ?? { value: 'https://bitbucket.org', source: 'CONCOURSE_BITBUCKET_CLOUD_WEB_URL' },
+      problems,
+      true,
+    );
+    const apiUrl = httpUrl(
+      bb.apiUrl ?? { value: 'https://api.bitbucket.org', source: 'CONCOURSE_BITBUCKET_CLOUD_API_URL' },
+      problems,
+      true,
+    );
     if (bb.clientId && bb.clientSecret && webUrl && apiUrl) {
       bitbucketCloud = {
         id: 'bitbucket-cloud',
@@ -161,7 +189,9 @@ export function resolveConfig(options: SkyOptions = {}): Config {
         clientSecret: bb.clientSecret.value,
         webUrl: withoutSlash(webUrl),
         apiUrl: withoutSlash(apiUrl),
-        teams: [...new Set((bb.teams?.value ?? []).map((t) => t.trim().toLowerCase()).filter((t) => t !== ''))],
+        teams: [
+          ...new Set((bb.teams?.value ?? []).map((t) => t.trim().toLowerCase()).filter((t) => t !== '')),
+        ],
         includeTeamGroups: bb.includeTeamGroups?.value ?? false,
         getWorkspacePermissions: bb.getWorkspacePermissions?.value ?? false,
         timeoutMs: bb.timeoutMs?.value ?? 10_000,
@@ -177,7 +207,10 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     : layered.mainTeamConfig;
   try {
     if (rolesYaml?.value) mainTeam = parseRolesYaml(rolesYaml.value);
-    else if (layered.mainTeam && ((layered.mainTeam.value.users?.length ?? 0) > 0 || (layered.mainTeam.value.groups?.length ?? 0) > 0)) {
+    else if (
+      layered.mainTeam &&
+      ((layered.mainTeam.value.users?.length ?? 0) > 0 || (layered.mainTeam.value.groups?.length ?? 0) > 0)
+    ) {
       mainTeam = teamAuthFromFlags(layered.mainTeam.value.users ?? [], layered.mainTeam.value.groups ?? []);
     }
   } catch (err) {
@@ -186,7 +219,9 @@ export function resolveConfig(options: SkyOptions = {}): Config {
 
   let signingKeyPem: string | null = layered.signingKey?.value ?? null;
   if (layered.signingKeyFile) signingKeyPem = readFile(layered.signingKeyFile, problems);
-  const keySource = layered.signingKeyFile ? `${layered.signingKeyFile.source} (${layered.signingKeyFile.value})` : 'option signingKey';
+  const keySource = layered.signingKeyFile
+    ? `${layered.signingKeyFile.source} (${layered.signingKeyFile.value})`
+    : 'option signingKey';
   if (signingKeyPem !== null) checkSigningKey(signingKeyPem, keySource, problems);
 
   let authDurationMs = 24 * 3600_000;
@@ -199,10 +234,12 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   }
 
   const redis = layered.redis?.value ?? null;
-  if (redis?.url && !/^rediss?:\/\//.test(redis.url)) problems.push(`${layered.redis?.source}: must be a redis:// or rediss:// URL`);
+  if (redis?.url && !/^rediss?:\/\//.test(redis.url))
+    problems.push(`${layered.redis?.source}: must be a redis:// or rediss:// URL`);
 
   const keyPrefix = layered.keyPrefix?.value ?? 'sky:';
-  if (!/^[^\s{}]{1,64}$/.test(keyPrefix)) problems.push(`${layered.keyPrefix?.source}: 1-64 characters without spaces or braces`);
+  if (!/^[^\s{}]{1,64}$/.test(keyPrefix))
+    problems.push(`${layered.keyPrefix?.source}: 1-64 characters without spaces or braces`);
   const audience = layered.audience?.value ?? 'sky';
   if (audience === '') problems.push(`${layered.audience?.source}: must not be empty`);
   const logLevel = layered.logLevel?.value ?? 'info';
@@ -240,10 +277,14 @@ export function callbackUrl(config: Pick<Config, 'externalUrl'>): string {
 }
 
 /** What a node needs before it can serve logins; the messages name the settings to set. */
-export function requireReady(config: Config): asserts config is Config & { bitbucketCloud: BitbucketCloudConfig; mainTeam: TeamAuth } {
+export function requireReady(
+  config: Config,
+): asserts config is Config & { bitbucketCloud: BitbucketCloudConfig; mainTeam: TeamAuth } {
   const problems: string[] = [];
   if (!config.bitbucketCloud) {
-    problems.push('no Bitbucket Cloud connector: set CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID and CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud)');
+    problems.push(
+      'no Bitbucket Cloud connector: set CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID and CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud)',
+    );
   }
   if (!config.mainTeam) {
     problems.push(
@@ -258,11 +299,18 @@ export function configWarnings(config: Config): string[] {
   const warnings: string[] = [];
   const host = new URL(config.externalUrl).hostname;
   if (host === 'localhost' || host.startsWith('127.') || host === '[::1]') {
-    warnings.push(`the external URL is on localhost: Bitbucket Cloud must be able to redirect browsers here: ${callbackUrl(config)}`);
+    warnings.push(
+      `the external URL is on localhost: Bitbucket Cloud must be able to redirect browsers here: ${callbackUrl(config)}`,
+    );
   }
-  if (!config.redis) warnings.push('no REDIS_URL: sessions, teams and revocations are kept in process memory (one node only, lost at restart)');
+  if (!config.redis)
+    warnings.push(
+      'no REDIS_URL: sessions, teams and revocations are kept in process memory (one node only, lost at restart)',
+    );
   if (!config.signingKeyPem) {
-    warnings.push('no CONCOURSE_SESSION_SIGNING_KEY: a key was generated at start; several nodes need one shared key, and tokens die at restart');
+    warnings.push(
+      'no CONCOURSE_SESSION_SIGNING_KEY: a key was generated at start; several nodes need one shared key, and tokens die at restart',
+    );
   }
   return warnings;
 }

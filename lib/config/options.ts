@@ -27,7 +27,11 @@ export interface SkyOptions {
   /** '24h', '90m', '1h30m', '45s', or milliseconds. */
   authDuration?: string | number;
   cookieSecure?: boolean;
-  redis?: { url?: string; options?: Record<string, unknown>; cluster?: { host: string; port: number }[] } | null;
+  redis?: {
+    url?: string;
+    options?: Record<string, unknown>;
+    cluster?: { host: string; port: number }[];
+  } | null;
   keyPrefix?: string;
   audience?: string;
   logLevel?: string;
@@ -44,9 +48,13 @@ export interface Sourced<T> {
 }
 
 /** Options from all sources merged, each value remembering its source. */
-export type Layered = { [K in keyof Omit<SkyOptions, 'env' | 'bitbucketCloud'>]?: Sourced<NonNullable<SkyOptions[K]>> } & {
+export type Layered = {
+  [K in keyof Omit<SkyOptions, 'env' | 'bitbucketCloud'>]?: Sourced<NonNullable<SkyOptions[K]>>;
+} & {
   bitbucket: {
-    [K in keyof NonNullable<SkyOptions['bitbucketCloud']>]?: Sourced<NonNullable<NonNullable<SkyOptions['bitbucketCloud']>[K]>>;
+    [K in keyof NonNullable<SkyOptions['bitbucketCloud']>]?: Sourced<
+      NonNullable<NonNullable<SkyOptions['bitbucketCloud']>[K]>
+    >;
   };
   /** Main team roles YAML from a file (CONCOURSE_MAIN_TEAM_CONFIG). */
   mainTeamConfigFile?: Sourced<string>;

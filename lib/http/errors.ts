@@ -17,7 +17,10 @@ export const requestId: RequestHandler = (req, res, next) => {
 
 /** What a person reads on an error page for each code: what happened, and what to do next. */
 const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> = {
-  access_denied: { title: 'Access was not granted', hint: 'Log in again and choose "Grant access" at Bitbucket Cloud.' },
+  access_denied: {
+    title: 'Access was not granted',
+    hint: 'Log in again and choose "Grant access" at Bitbucket Cloud.',
+  },
   invalid_state: {
     title: 'This login link is no longer valid',
     hint: 'Login links work once, in the browser that started them, for 10 minutes. Start the login again.',
@@ -30,7 +33,10 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
     title: 'Your Bitbucket workspaces are not allowed here',
     hint: 'Ask the operator of this CI server which Bitbucket workspace grants access.',
   },
-  upstream_error: { title: 'Bitbucket Cloud answered with an error', hint: 'This is usually temporary. Try again in a minute.' },
+  upstream_error: {
+    title: 'Bitbucket Cloud answered with an error',
+    hint: 'This is usually temporary. Try again in a minute.',
+  },
   upstream_unavailable: { title: 'Bitbucket Cloud cannot be reached', hint: 'Try again in a minute.' },
   upstream_timeout: { title: 'Bitbucket Cloud did not answer in time', hint: 'Try again in a minute.' },
   upstream_rate_limited: {
@@ -43,6 +49,10 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
   not_authorized: { title: 'You are not logged in', hint: 'Log in, then try again.' },
   forbidden: { title: 'You do not have access', hint: 'Ask a team owner for the role you need.' },
   not_found: { title: 'Not found', hint: 'Check the address.' },
+  invalid_config: {
+    title: 'This CI server is misconfigured',
+    hint: 'Tell its operator; the message above names the setting.',
+  },
 };
 
 /** JSON for machines (the API, the token endpoint, JWKS); HTML pages for people. */
@@ -87,7 +97,10 @@ export function errorHandler(): ErrorRequestHandler {
     }
     if (error.status === 503 || error.status === 429) res.set('Retry-After', '60');
     if (wantsJson(req)) {
-      res.status(error.status).set('Cache-Control', 'no-store').json({ error: error.code, message: error.message });
+      res
+        .status(error.status)
+        .set('Cache-Control', 'no-store')
+        .json({ error: error.code, message: error.message });
       return;
     }
     const text = PAGE_TEXT[error.code] ?? { title: 'Something went wrong', hint: 'Try again later.' };

@@ -2,7 +2,13 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Identity } from '../connector';
 import { SkyError } from '../errors';
 import { roleIncludes, roleOf, type Role } from '../teams/auth';
-import { csrfMatches, parseCookies, tokenFromAuthorization, tokenFromCookies, type SkyClaims } from '../tokens';
+import {
+  csrfMatches,
+  parseCookies,
+  tokenFromAuthorization,
+  tokenFromCookies,
+  type SkyClaims,
+} from '../tokens';
 import type { SkyContext } from './context';
 
 /** Methods that change nothing: a cookie is enough for them; others need X-Csrf-Token (SPEC §7.2). */
@@ -13,7 +19,10 @@ const notAuthorized = (reason: string): SkyError =>
 
 export function contextOf(req: Request): SkyContext {
   if (!req.sky) {
-    throw new SkyError('invalid_config', 'sky guards need the sky() router mounted before the guarded routes');
+    throw new SkyError(
+      'invalid_config',
+      'sky guards need the sky() router mounted before the guarded routes',
+    );
   }
   return req.sky;
 }
@@ -122,7 +131,8 @@ export function requiresTeamRole(role: Role, options: TeamRoleOptions = {}): Req
     const claims = authenticate(req);
     const ctx = contextOf(req);
     const team = teamOf(req, options.team);
-    if (team === undefined) throw new SkyError('invalid_config', 'requiresTeamRole: no team named for this route');
+    if (team === undefined)
+      throw new SkyError('invalid_config', 'requiresTeamRole: no team named for this route');
     const held = await currentRole(ctx, claims, team);
     if (held !== null && roleIncludes(held, role)) return;
     if (await isAdmin(ctx, claims)) return;

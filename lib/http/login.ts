@@ -33,7 +33,10 @@ export function cookieAttributes(req: Request): { path: string; secure: boolean 
 /** Sets both cookies and lands: on the fly success page for a CLI login, else on the redirect with csrf_token. */
 function land(req: Request, res: Response, result: LoginResult, state: LoginState): void {
   const attrs = { ...cookieAttributes(req), expires: new Date(result.claims.exp * 1000) };
-  res.append('Set-Cookie', authCookies(result.token, result.claims.csrf, attrs, parseCookies(req.headers.cookie)));
+  res.append(
+    'Set-Cookie',
+    authCookies(result.token, result.claims.csrf, attrs, parseCookies(req.headers.cookie)),
+  );
   if (state.flyPort !== undefined) {
     sendPage(res, 200, flySuccessPage(result.token, state.flyPort));
     return;
@@ -57,7 +60,11 @@ export function login(passport: Authenticator) {
       return;
     }
     // passport-oauth2 hands an object `state` to the state store (types say string; the code says object).
-    passport.authenticate(BITBUCKET_CLOUD, { session: false, state: state as unknown as string })(req, res, next);
+    passport.authenticate(BITBUCKET_CLOUD, { session: false, state: state as unknown as string })(
+      req,
+      res,
+      next,
+    );
   };
 }
 
@@ -85,10 +92,16 @@ export function callback(passport: Authenticator) {
     if (typeof code !== 'string' || code === '' || typeof state !== 'string' || state === '') {
       throw new SkyError('invalid_state', 'The login callback is missing its code or state.');
     }
-    const done = (err: unknown, result: LoginResult | false, info?: { message?: string; state?: LoginState }) => {
+    const done = (
+      err: unknown,
+      result: LoginResult | false,
+      info?: { message?: string; state?: LoginState },
+    ) => {
       if (err) return next(err);
       if (!result || !info?.state) {
-        return next(new SkyError('invalid_state', `The login state is not valid: ${info?.message ?? 'unknown state'}.`));
+        return next(
+          new SkyError('invalid_state', `The login state is not valid: ${info?.message ?? 'unknown state'}.`),
+        );
       }
       const landing = info.state;
       // A fresh session id at the privilege change (session fixation).

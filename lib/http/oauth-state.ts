@@ -70,7 +70,8 @@ export class SessionStateStore {
     delete logins[key]; // single use, even when it turns out to be expired
     req.session.save((err) => {
       if (err) return callback(err, false);
-      if (pending.expiresAt <= Date.now()) return callback(null, false, { message: 'login state expired' } as never);
+      if (pending.expiresAt <= Date.now())
+        return callback(null, false, { message: 'login state expired' } as never);
       const { verifier, redirect, flyPort } = pending;
       const state: LoginState = flyPort === undefined ? { redirect } : { redirect, flyPort };
       callback(null, verifier, state as never);

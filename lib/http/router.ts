@@ -136,7 +136,9 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     }
     if (!started) {
       await ready.catch((err: unknown) => {
-        throw new SkyError('store_unavailable', 'sky is not ready: its store cannot be reached', { cause: err });
+        throw new SkyError('store_unavailable', 'sky is not ready: its store cannot be reached', {
+          cause: err,
+        });
       });
     }
     next();

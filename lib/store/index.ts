@@ -10,7 +10,10 @@ export { createMemoryStore } from './memory';
 export { createRedisStore, connectRedis } from './redis';
 
 /** The one factory: Redis when configured, else the in-memory embedded default. */
-export function createStore(config: Pick<Config, 'redis' | 'keyPrefix' | 'authDurationMs'>, log: Logger): Store {
+export function createStore(
+  config: Pick<Config, 'redis' | 'keyPrefix' | 'authDurationMs'>,
+  log: Logger,
+): Store {
   if (!config.redis) return createMemoryStore();
   return createRedisStore(config.redis, config.keyPrefix, log, Math.ceil(config.authDurationMs / 1000));
 }

@@ -52,7 +52,10 @@ export function connectRedis(config: RedisConfig): Client {
     ...(config.options as Omit<RedisOptions, 'replyMapping'> | undefined),
   };
   if (config.cluster && config.cluster.length > 0) {
-    return new Cluster(config.cluster, { redisOptions: common, clusterRetryStrategy: (n) => Math.min(n * 100, 1_000) });
+    return new Cluster(config.cluster, {
+      redisOptions: common,
+      clusterRetryStrategy: (n) => Math.min(n * 100, 1_000),
+    });
   }
   return config.url ? new Redis(config.url, common) : new Redis(common);
 }
@@ -82,11 +85,17 @@ class RedisTeamRecords implements TeamRecords {
   }
 
   all(): Promise<Map<string, string>> {
-    return guarded('list teams', async () => new Map(Object.entries(await this.client.hgetall(this.keys.teamConfigs))));
+    return guarded(
+      'list teams',
+      async () => new Map(Object.entries(await this.client.hgetall(this.keys.teamConfigs))),
+    );
   }
 
   findByPrincipals({ users, groups }: Principals): Promise<Map<string, string>> {
-    const indexKeys = [...users.map((u) => this.keys.userIndex(u)), ...groups.map((g) => this.keys.groupIndex(g))];
+    const indexKeys = [
+      ...users.map((u) => this.keys.userIndex(u)),
+      ...groups.map((g) => this.keys.groupIndex(g)),
+    ];
     return guarded('find teams', async () => {
       if (indexKeys.length === 0) return new Map();
       const names = await this.client.sunion(...indexKeys);
@@ -130,7 +139,11 @@ class RedisTeamRecords implements TeamRecords {
     return guarded('delete team', async () => {
       for (let attempt = 0; attempt < MAX_TEAM_WRITE_ATTEMPTS; attempt++) {
         const previous = await this.client.hget(this.principalsKey, team);
-        const keys = [this.keys.teamConfigs, this.principalsKey, ...this.indexKeys(this.oldPrincipals(previous))];
+        const keys = [
+          this.keys.teamConfigs,
+          this.principalsKey,
+          ...this.indexKeys(this.oldPrincipals(previous)),
+        ];
         const args = [team, previous ?? '', this.keys.events, event];
         const result = (await this.client.eval(DELETE_TEAM, keys.length, ...keys, ...args)) as number;
         if (result !== -1) return result === 1;
@@ -180,7 +193,12 @@ class RedisRevocationRecords implements RevocationRecords {
 }
 
 /** The Redis store: one command connection, one subscriber connection, sessions through connect-redis. */
-export function createRedisStore(config: RedisConfig, keyPrefix: string, log: Logger, sessionTtlSeconds: number): Store {
+export function createRedisStore(
+  config: RedisConfig,
+  keyPrefix: string,
+  log: Logger,
+  sessionTtlSeconds: number,
+): Store {
   const keys = new Keys(keyPrefix);
   const client = connectRedis(config);
   // A second connection: a subscribed connection can run no other command.

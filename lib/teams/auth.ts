@@ -60,7 +60,8 @@ function normaliseEntries(value: unknown, where: string, connector: string): str
     if (typeof raw !== 'string') throw invalid(`${where} must be a list of strings`);
     const entry = raw.trim().toLowerCase();
     if (entry === '' || entry === prefix) throw invalid(`${where} contains an empty entry`);
-    if (entry.length > MAX_ENTRY_LENGTH) throw invalid(`${where} has an entry longer than ${MAX_ENTRY_LENGTH} characters`);
+    if (entry.length > MAX_ENTRY_LENGTH)
+      throw invalid(`${where} has an entry longer than ${MAX_ENTRY_LENGTH} characters`);
     entries.add(entry.startsWith(prefix) ? entry : prefix + entry);
   }
   return [...entries];
@@ -81,7 +82,8 @@ export function parseTeamAuth(raw: unknown, connector = 'bitbucket-cloud'): Team
     if (typeof members !== 'object' || members === null || Array.isArray(members)) throw invalid(NO_MEMBERS);
     const m = members as Record<string, unknown>;
     for (const key of Object.keys(m)) {
-      if (key !== 'users' && key !== 'groups') throw invalid(`role '${role}' has an unknown key '${key.slice(0, 40)}' (use users, groups)`);
+      if (key !== 'users' && key !== 'groups')
+        throw invalid(`role '${role}' has an unknown key '${key.slice(0, 40)}' (use users, groups)`);
     }
     const users = normaliseEntries(m['users'], `${role}.users`, connector);
     const groups = normaliseEntries(m['groups'], `${role}.groups`, connector);
@@ -104,19 +106,24 @@ export function parseRolesYaml(text: string, connector = 'bitbucket-cloud'): Tea
     throw invalid(EMPTY);
   }
   const config: Record<string, { users: unknown; groups: unknown }> = {};
-  for (const [i, entry] of ((doc as { roles: unknown[] }).roles).entries()) {
-    if (typeof entry !== 'object' || entry === null) throw invalid(`roles[${i}] must be a mapping with name and ${connector}`);
+  for (const [i, entry] of (doc as { roles: unknown[] }).roles.entries()) {
+    if (typeof entry !== 'object' || entry === null)
+      throw invalid(`roles[${i}] must be a mapping with name and ${connector}`);
     const e = entry as Record<string, unknown>;
     for (const key of Object.keys(e)) {
-      if (key !== 'name' && key !== connector) throw invalid(`roles[${i}] has an unknown key '${key.slice(0, 40)}'`);
+      if (key !== 'name' && key !== connector)
+        throw invalid(`roles[${i}] has an unknown key '${key.slice(0, 40)}'`);
     }
     const name = e['name'];
-    if (!isRole(name)) throw invalid(`roles[${i}]: unknown role '${String(name).slice(0, 40)}' (roles: ${ROLES.join(', ')})`);
+    if (!isRole(name))
+      throw invalid(`roles[${i}]: unknown role '${String(name).slice(0, 40)}' (roles: ${ROLES.join(', ')})`);
     if (Object.hasOwn(config, name)) throw invalid(`roles[${i}]: role '${name}' is listed twice`);
     const members = (e[connector] ?? {}) as Record<string, unknown>;
-    if (typeof members !== 'object' || Array.isArray(members)) throw invalid(`roles[${i}].${connector} must be a mapping`);
+    if (typeof members !== 'object' || Array.isArray(members))
+      throw invalid(`roles[${i}].${connector} must be a mapping`);
     for (const key of Object.keys(members)) {
-      if (key !== 'users' && key !== 'teams') throw invalid(`roles[${i}].${connector} has an unknown key '${key.slice(0, 40)}' (use users, teams)`);
+      if (key !== 'users' && key !== 'teams')
+        throw invalid(`roles[${i}].${connector} has an unknown key '${key.slice(0, 40)}' (use users, teams)`);
     }
     config[name] = { users: members['users'], groups: members['teams'] };
   }
@@ -124,7 +131,11 @@ export function parseRolesYaml(text: string, connector = 'bitbucket-cloud'): Tea
 }
 
 /** fly set-team flags: every user and team given becomes an owner. */
-export function teamAuthFromFlags(users: string[], groups: string[], connector = 'bitbucket-cloud'): TeamAuth {
+export function teamAuthFromFlags(
+  users: string[],
+  groups: string[],
+  connector = 'bitbucket-cloud',
+): TeamAuth {
   return parseTeamAuth({ owner: { users, groups } }, connector);
 }
 
@@ -146,7 +157,10 @@ export function rolesOf(identity: Identity, auth: TeamAuth): Role[] {
   const { users, groups } = principalsOf(identity);
   return ROLES.filter((role) => {
     const members = auth[role];
-    return !!members && (members.users.some((u) => users.includes(u)) || members.groups.some((g) => groups.includes(g)));
+    return (
+      !!members &&
+      (members.users.some((u) => users.includes(u)) || members.groups.some((g) => groups.includes(g)))
+    );
   });
 }
 

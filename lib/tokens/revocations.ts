@@ -22,7 +22,8 @@ export class Revocations {
   /** Feed every store event here; a resync reloads everything (events may have been missed). */
   handle(event: StoreEvent): Promise<void> | void {
     if (event.type === 'revoke-token') this.tokens.set(event.jti, event.exp);
-    else if (event.type === 'revoke-user') this.users.set(event.sub, Math.max(this.users.get(event.sub) ?? 0, event.notBefore));
+    else if (event.type === 'revoke-user')
+      this.users.set(event.sub, Math.max(this.users.get(event.sub) ?? 0, event.notBefore));
     else if (event.type === 'resync') return this.load();
   }
 

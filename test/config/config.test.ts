@@ -11,10 +11,16 @@ function file(name: string, text: string): string {
   return p;
 }
 const rsa = (bits: number): string =>
-  generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+  generateKeyPairSync('rsa', { modulusLength: bits })
+    .privateKey.export({ format: 'pem', type: 'pkcs8' })
+    .toString();
 
-const creds = { CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID: 'id', CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: 'secret' };
-const resolveEnv = (env: Record<string, string>, options: SkyOptions = {}) => resolveConfig({ ...options, env });
+const creds = {
+  CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID: 'id',
+  CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: 'secret',
+};
+const resolveEnv = (env: Record<string, string>, options: SkyOptions = {}) =>
+  resolveConfig({ ...options, env });
 
 test('defaults (SPEC §3)', () => {
   const c = resolveEnv({});
@@ -32,7 +38,9 @@ test('defaults (SPEC §3)', () => {
     keyPrefix: 'sky:',
     audience: 'sky',
   });
-  expect(configWarnings(c).join('\n')).toMatch(/Bitbucket Cloud must be able to redirect browsers here.*in process memory.*shared key/s);
+  expect(configWarnings(c).join('\n')).toMatch(
+    /Bitbucket Cloud must be able to redirect browsers here.*in process memory.*shared key/s,
+  );
 });
 
 test('every CONCOURSE_* variable', () => {
@@ -62,7 +70,9 @@ test('every CONCOURSE_* variable', () => {
     authDurationMs: 90 * 60_000,
     cookieSecure: false,
     redis: { url: 'redis://127.0.0.1:6390' },
-    mainTeam: { owner: { users: ['bitbucket-cloud:alice', 'bitbucket-cloud:bob'], groups: ['bitbucket-cloud:acme'] } },
+    mainTeam: {
+      owner: { users: ['bitbucket-cloud:alice', 'bitbucket-cloud:bob'], groups: ['bitbucket-cloud:acme'] },
+    },
     bitbucketCloud: {
       clientId: 'id',
       clientSecret: 'secret',
@@ -78,8 +88,14 @@ test('every CONCOURSE_* variable', () => {
 });
 
 test('CONCOURSE_MAIN_TEAM_CONFIG is a roles YAML file and wins over the user/team variables', () => {
-  const roles = file('main.yml', 'roles:\n- name: owner\n  bitbucket-cloud:\n    users: [carol]\n- name: viewer\n  bitbucket-cloud:\n    teams: [acme]\n');
-  const c = resolveEnv({ CONCOURSE_MAIN_TEAM_CONFIG: roles, CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER: 'alice' });
+  const roles = file(
+    'main.yml',
+    'roles:\n- name: owner\n  bitbucket-cloud:\n    users: [carol]\n- name: viewer\n  bitbucket-cloud:\n    teams: [acme]\n',
+  );
+  const c = resolveEnv({
+    CONCOURSE_MAIN_TEAM_CONFIG: roles,
+    CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER: 'alice',
+  });
   expect(c.mainTeam).toEqual({
     owner: { users: ['bitbucket-cloud:carol'], groups: [] },
     viewer: { users: [], groups: ['bitbucket-cloud:acme'] },
@@ -95,34 +111,88 @@ test('precedence: options < env < dex YAML', () => {
     externalUrl: 'https://options.example.com',
     bitbucketCloud: { clientId: 'option-id', clientSecret: 'option-secret', teams: ['option-team'] },
     audience: 'option-aud',
-    env: { CONCOURSE_EXTERNAL_URL: 'https://ci.example.com', CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: 'env-secret', SKY_CONFIG: dex, MY_ID: 'env-id' },
+    env: {
+      CONCOURSE_EXTERNAL_URL: 'https://ci.example.com',
+      CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: 'env-secret',
+      SKY_CONFIG: dex,
+      MY_ID: 'env-id',
+    },
   });
   expect(c.externalUrl).toBe('https://ci.example.com');
   expect(c.audience).toBe('option-aud');
-  expect(c.bitbucketCloud).toMatchObject({ clientId: 'env-id', clientSecret: 'yaml-secret', teams: ['yaml-team'], includeTeamGroups: true, name: 'Bitbucket' });
+  expect(c.bitbucketCloud).toMatchObject({
+    clientId: 'env-id',
+    clientSecret: 'yaml-secret',
+    teams: ['yaml-team'],
+    includeTeamGroups: true,
+    name: 'Bitbucket',
+  });
 });
 
 test('a dex YAML whose redirectURI does not match fails with both URLs', () => {
-  const dex = file('bad.yaml', 'connectors:\n- type: bitbucket-cloud\n  id: bb\n  config:\n    clientID: a\n    clientSecret: b\n    redirectURI: https://dex.example.com/callback\n');
+  const dex = file(
+    'bad.yaml',
+    'connectors:\n- type: bitbucket-cloud\n  id: bb\n  config:\n    clientID: a\n    clientSecret: b\n    redirectURI: https://dex.example.com/callback\n',
+  );
   expect(() => resolveEnv({ SKY_CONFIG: dex, CONCOURSE_EXTERNAL_URL: 'https://ci.example.com/ci' })).toThrow(
     "dex connector redirectURI 'https://dex.example.com/callback' does not match the callback URL 'https://ci.example.com/ci/sky/issuer/callback'",
   );
 });
 
 test.each<[string, Record<string, string>, string]>([
-  ['external URL not a URL', { CONCOURSE_EXTERNAL_URL: 'ci.example.com' }, "CONCOURSE_EXTERNAL_URL: 'ci.example.com' is not an absolute URL"],
-  ['external URL ftp', { CONCOURSE_EXTERNAL_URL: 'ftp://x' }, 'CONCOURSE_EXTERNAL_URL: must be an http or https URL'],
-  ['external URL with query', { CONCOURSE_EXTERNAL_URL: 'https://x/?a=1' }, 'CONCOURSE_EXTERNAL_URL: must not carry'],
+  [
+    'external URL not a URL',
+    { CONCOURSE_EXTERNAL_URL: 'ci.example.com' },
+    "CONCOURSE_EXTERNAL_URL: 'ci.example.com' is not an absolute URL",
+  ],
+  [
+    'external URL ftp',
+    { CONCOURSE_EXTERNAL_URL: 'ftp://x' },
+    'CONCOURSE_EXTERNAL_URL: must be an http or https URL',
+  ],
+  [
+    'external URL with query',
+    { CONCOURSE_EXTERNAL_URL: 'https://x/?a=1' },
+    'CONCOURSE_EXTERNAL_URL: must not carry',
+  ],
   ['bind port', { CONCOURSE_BIND_PORT: '70000' }, 'CONCOURSE_BIND_PORT: must be an integer port'],
   ['bind port text', { CONCOURSE_BIND_PORT: 'http' }, 'CONCOURSE_BIND_PORT: must be an integer port'],
-  ['boolean', { ...creds, CONCOURSE_BITBUCKET_CLOUD_INCLUDE_TEAM_GROUPS: 'maybe' }, "CONCOURSE_BITBUCKET_CLOUD_INCLUDE_TEAM_GROUPS: 'maybe' is not a boolean"],
-  ['duration', { CONCOURSE_AUTH_DURATION: '1 day' }, "CONCOURSE_AUTH_DURATION: invalid duration '1 day' (use e.g. 24h, 90m)"],
-  ['duration too long', { CONCOURSE_AUTH_DURATION: '1000h' }, 'CONCOURSE_AUTH_DURATION: duration must be more than 0 and at most 720h'],
+  [
+    'boolean',
+    { ...creds, CONCOURSE_BITBUCKET_CLOUD_INCLUDE_TEAM_GROUPS: 'maybe' },
+    "CONCOURSE_BITBUCKET_CLOUD_INCLUDE_TEAM_GROUPS: 'maybe' is not a boolean",
+  ],
+  [
+    'duration',
+    { CONCOURSE_AUTH_DURATION: '1 day' },
+    "CONCOURSE_AUTH_DURATION: invalid duration '1 day' (use e.g. 24h, 90m)",
+  ],
+  [
+    'duration too long',
+    { CONCOURSE_AUTH_DURATION: '1000h' },
+    'CONCOURSE_AUTH_DURATION: duration must be more than 0 and at most 720h',
+  ],
   ['redis URL', { REDIS_URL: 'http://redis' }, 'REDIS_URL: must be a redis:// or rediss:// URL'],
-  ['client id without secret', { CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID: 'id' }, 'CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud.clientSecret) is missing'],
-  ['web URL', { ...creds, CONCOURSE_BITBUCKET_CLOUD_WEB_URL: 'nope' }, "CONCOURSE_BITBUCKET_CLOUD_WEB_URL: 'nope' is not an absolute URL"],
-  ['main team config missing', { CONCOURSE_MAIN_TEAM_CONFIG: '/nonexistent/main.yml' }, "CONCOURSE_MAIN_TEAM_CONFIG: cannot read '/nonexistent/main.yml': ENOENT"],
-  ['signing key missing', { CONCOURSE_SESSION_SIGNING_KEY: '/nonexistent/key.pem' }, "CONCOURSE_SESSION_SIGNING_KEY: cannot read '/nonexistent/key.pem'"],
+  [
+    'client id without secret',
+    { CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID: 'id' },
+    'CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud.clientSecret) is missing',
+  ],
+  [
+    'web URL',
+    { ...creds, CONCOURSE_BITBUCKET_CLOUD_WEB_URL: 'nope' },
+    "CONCOURSE_BITBUCKET_CLOUD_WEB_URL: 'nope' is not an absolute URL",
+  ],
+  [
+    'main team config missing',
+    { CONCOURSE_MAIN_TEAM_CONFIG: '/nonexistent/main.yml' },
+    "CONCOURSE_MAIN_TEAM_CONFIG: cannot read '/nonexistent/main.yml': ENOENT",
+  ],
+  [
+    'signing key missing',
+    { CONCOURSE_SESSION_SIGNING_KEY: '/nonexistent/key.pem' },
+    "CONCOURSE_SESSION_SIGNING_KEY: cannot read '/nonexistent/key.pem'",
+  ],
   ['key prefix', { SKY_KEY_PREFIX: 'a{b}' }, 'SKY_KEY_PREFIX: 1-64 characters without spaces or braces'],
 ])('%s → one error naming the setting', (_name, env, message) => {
   expect(() => resolveEnv(env)).toThrow(message);
@@ -130,14 +200,28 @@ test.each<[string, Record<string, string>, string]>([
 
 test('signing key files: too small, not RSA', () => {
   const small = file('small.pem', rsa(1024));
-  const ec = file('ec.pem', generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
-  expect(() => resolveEnv({ CONCOURSE_SESSION_SIGNING_KEY: small })).toThrow(`CONCOURSE_SESSION_SIGNING_KEY (${small}): RSA key has 1024 bits`);
-  expect(() => resolveEnv({ CONCOURSE_SESSION_SIGNING_KEY: ec })).toThrow('must be an RSA private key, not ec');
+  const ec = file(
+    'ec.pem',
+    generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      .privateKey.export({ format: 'pem', type: 'pkcs8' })
+      .toString(),
+  );
+  expect(() => resolveEnv({ CONCOURSE_SESSION_SIGNING_KEY: small })).toThrow(
+    `CONCOURSE_SESSION_SIGNING_KEY (${small}): RSA key has 1024 bits`,
+  );
+  expect(() => resolveEnv({ CONCOURSE_SESSION_SIGNING_KEY: ec })).toThrow(
+    'must be an RSA private key, not ec',
+  );
 });
 
 test('dex: $NAME from the environment, unset names named; other connector types refused', () => {
-  const dex = file('unset.yaml', 'connectors:\n- type: bitbucket-cloud\n  id: bb\n  config:\n    clientID: $NOT_SET\n    clientSecret: b\n');
-  expect(() => resolveEnv({ SKY_CONFIG: dex })).toThrow('connectors[0].config.clientID: environment variable NOT_SET is not set');
+  const dex = file(
+    'unset.yaml',
+    'connectors:\n- type: bitbucket-cloud\n  id: bb\n  config:\n    clientID: $NOT_SET\n    clientSecret: b\n',
+  );
+  expect(() => resolveEnv({ SKY_CONFIG: dex })).toThrow(
+    'connectors[0].config.clientID: environment variable NOT_SET is not set',
+  );
   const github = file('gh.yaml', 'connectors:\n- type: github\n  id: gh\n  config: {}\n');
   expect(() => resolveEnv({ SKY_CONFIG: github })).toThrow("connector type 'github' is not supported");
 });
@@ -148,6 +232,10 @@ test('programmatic options are checked for shape and unknown keys', () => {
 });
 
 test('requireReady names the settings for a missing connector and a missing main team', () => {
-  expect(() => requireReady(resolveEnv({}))).toThrow(/CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID.*CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER/s);
-  expect(() => requireReady(resolveEnv(creds))).toThrow('no main team: set CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER');
+  expect(() => requireReady(resolveEnv({}))).toThrow(
+    /CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID.*CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER/s,
+  );
+  expect(() => requireReady(resolveEnv(creds))).toThrow(
+    'no main team: set CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER',
+  );
 });

@@ -43,7 +43,12 @@ export interface TestNodeOptions {
 }
 
 /** A web node on a free loopback port, against real Redis and the fake Bitbucket. */
-export async function startNode({ fake, mount = '', options = {}, routes }: TestNodeOptions): Promise<TestNode> {
+export async function startNode({
+  fake,
+  mount = '',
+  options = {},
+  routes,
+}: TestNodeOptions): Promise<TestNode> {
   const port = await freePort();
   const prefix = options.keyPrefix ?? testPrefix();
   const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');

@@ -31,7 +31,10 @@ async function node(bitbucket: Record<string, unknown> = {}): Promise<TestNode> 
   return n;
 }
 
-async function loginAs(target: TestNode, user: string): Promise<{ last: Hop; claims: Record<string, unknown> | null }> {
+async function loginAs(
+  target: TestNode,
+  user: string,
+): Promise<{ last: Hop; claims: Record<string, unknown> | null }> {
   fake.consentAs(user);
   const browser = new Browser();
   const hops = await browser.follow(`${target.url}/sky/login`, 3);
@@ -39,7 +42,10 @@ async function loginAs(target: TestNode, user: string): Promise<{ last: Hop; cla
   const cookie = browser.jar.get('skymarshal_auth');
   if (!cookie) return { last, claims: null };
   const payload = decodeURIComponent(cookie).slice('bearer '.length).split('.')[1] ?? '';
-  return { last, claims: JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, unknown> };
+  return {
+    last,
+    claims: JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, unknown>,
+  };
 }
 
 describe('identity (SPEC §5.2)', () => {
@@ -107,7 +113,8 @@ test('a user in 150 workspaces over many pages gets the role of a team keyed on 
   expect(claims?.['teams']).toEqual({ last: ['pipeline-operator'] });
   expect((claims?.['groups'] as string[]).length).toBe(150);
   expect(fake.count('/2.0/user/workspaces')).toBeGreaterThanOrEqual(2);
-  for (const removed of ['/2.0/teams', '/2.0/user/permissions', '/2.0/workspaces']) expect(fake.count(removed)).toBe(0);
+  for (const removed of ['/2.0/teams', '/2.0/user/permissions', '/2.0/workspaces'])
+    expect(fake.count(removed)).toBe(0);
 });
 
 describe('the teams allow-list (SPEC §5.3)', () => {
@@ -138,7 +145,9 @@ test('includeTeamGroups for a user admin of one workspace and not of another sti
   const { last, claims } = await loginAs(n, 'alice');
   expect(last.status).toBe(302);
   const groups = claims?.['groups'] as string[];
-  expect(groups).toEqual(expect.arrayContaining(['acme', 'widgets', 'acme/developers', 'acme:owner', 'widgets:member']));
+  expect(groups).toEqual(
+    expect.arrayContaining(['acme', 'widgets', 'acme/developers', 'acme:owner', 'widgets:member']),
+  );
   expect(groups).not.toContain('acme/ops'); // a group of the workspace alice is not in
   expect(groups.some((g) => g.startsWith('widgets/'))).toBe(false); // 403 from the 1.0 API: skipped quietly
   expect(claims?.['teams']).toMatchObject({ devs: ['member'] });

@@ -36,7 +36,12 @@ async function stillServing(): Promise<void> {
 
 test.each<[string, Fault, number, string]>([
   ['500 from the API', { match: 'api', status: 500 }, 502, 'Bitbucket Cloud answered with an error'],
-  ['500 from the token endpoint', { match: 'token', status: 500 }, 502, 'Bitbucket Cloud answered with an error'],
+  [
+    '500 from the token endpoint',
+    { match: 'token', status: 500 },
+    502,
+    'Bitbucket Cloud answered with an error',
+  ],
   ['garbage JSON', { match: 'api', kind: 'malformed' }, 502, 'Bitbucket Cloud answered with an error'],
   ['an HTML answer', { match: 'api', kind: 'html' }, 502, 'Bitbucket Cloud answered with an error'],
   ['a redirect elsewhere', { match: 'api', kind: 'redirect' }, 502, 'Bitbucket Cloud answered with an error'],

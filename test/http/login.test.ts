@@ -35,7 +35,10 @@ function tokenOf(browser: Browser): string {
   return value.slice('bearer '.length);
 }
 
-async function login(target: TestNode, redirect = '/pipelines/p1?x=1'): Promise<{ browser: Browser; hops: Hop[] }> {
+async function login(
+  target: TestNode,
+  redirect = '/pipelines/p1?x=1',
+): Promise<{ browser: Browser; hops: Hop[] }> {
   const browser = new Browser();
   const hops = await browser.follow(`${target.url}/sky/login?redirect_uri=${encodeURIComponent(redirect)}`);
   return { browser, hops };
@@ -83,7 +86,9 @@ describe('a full login', () => {
     expect(jwk).toBeDefined();
     const [h, p, s] = token.split('.') as [string, string, string];
     const publicKey = createPublicKey({ key: jwk as never, format: 'jwk' });
-    expect(verifySignature('RSA-SHA256', Buffer.from(`${h}.${p}`), publicKey, Buffer.from(s, 'base64url'))).toBe(true);
+    expect(
+      verifySignature('RSA-SHA256', Buffer.from(`${h}.${p}`), publicKey, Buffer.from(s, 'base64url')),
+    ).toBe(true);
 
     const now = Math.floor(Date.now() / 1000);
     expect(claims).toMatchObject({
@@ -106,7 +111,11 @@ describe('a full login', () => {
 
     const user = await fetch(`${node.url}/api/v1/user`, { headers: { authorization: `Bearer ${token}` } });
     expect(user.status).toBe(200);
-    expect(await user.json()).toMatchObject({ user_name: 'alice', is_admin: true, teams: { main: ['owner'] } });
+    expect(await user.json()).toMatchObject({
+      user_name: 'alice',
+      is_admin: true,
+      teams: { main: ['owner'] },
+    });
   });
 
   test('a second visit to /sky/login with a valid cookie does not contact Bitbucket', async () => {
@@ -187,7 +196,10 @@ describe('state', () => {
 describe('redirects never leave the origin', () => {
   async function landingFor(redirect: string): Promise<URL> {
     const browser = new Browser();
-    const hops = await browser.follow(`${node.url}/sky/login?redirect_uri=${encodeURIComponent(redirect)}`, 3);
+    const hops = await browser.follow(
+      `${node.url}/sky/login?redirect_uri=${encodeURIComponent(redirect)}`,
+      3,
+    );
     const callback = hops[2];
     expect(callback?.status).toBe(302);
     return new URL(callback?.location ?? '');
@@ -217,14 +229,31 @@ describe('redirects never leave the origin', () => {
       fc.string(),
       fc.webUrl(),
       fc.webPath(),
-      fc.constantFrom('/', '//', '/\\', '\\/', 'http:', 'https:', '%2f', '%5c', '\t', '\n', 'javascript:', '@', '.').chain((prefix) =>
-        fc.string().map((rest) => prefix + rest),
-      ),
+      fc
+        .constantFrom(
+          '/',
+          '//',
+          '/\\',
+          '\\/',
+          'http:',
+          'https:',
+          '%2f',
+          '%5c',
+          '\t',
+          '\n',
+          'javascript:',
+          '@',
+          '.',
+        )
+        .chain((prefix) => fc.string().map((rest) => prefix + rest)),
     );
     await fc.assert(
       fc.asyncProperty(arbitraryRedirect, async (redirect) => {
         const browser = new Browser();
-        const [start] = await browser.follow(`${node.url}/sky/login?redirect_uri=${encodeURIComponent(redirect)}`, 1);
+        const [start] = await browser.follow(
+          `${node.url}/sky/login?redirect_uri=${encodeURIComponent(redirect)}`,
+          1,
+        );
         // Only the start hop is needed for the sanitiser; finish the flow for a sample to keep it fast.
         const authorize = await browser.request(start?.location ?? '');
         const callback = await browser.request(authorize.location ?? '');

@@ -52,7 +52,9 @@ test('a cookie POST to /sky/logout without the CSRF token is 401 and revokes not
   const { browser, token } = await loggedIn();
   const out = await browser.request(`${node.url}/sky/logout`, { method: 'POST' });
   expect(out.status).toBe(401);
-  expect((await fetch(`${node.url}/api/v1/user`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+  expect(
+    (await fetch(`${node.url}/api/v1/user`, { headers: { authorization: `Bearer ${token}` } })).status,
+  ).toBe(200);
 });
 
 test('GET /sky/logout (Concourse) works with the cookie; without a token it is 401', async () => {

@@ -53,7 +53,12 @@ test('mounted where the external URL does not say → a clear configuration erro
   const router = sky({
     env: {},
     externalUrl: `http://127.0.0.1:${port}/ci`,
-    bitbucketCloud: { clientId: fake.client.id, clientSecret: fake.client.secret, webUrl: fake.webUrl, apiUrl: fake.apiUrl },
+    bitbucketCloud: {
+      clientId: fake.client.id,
+      clientSecret: fake.client.secret,
+      webUrl: fake.webUrl,
+      apiUrl: fake.apiUrl,
+    },
     mainTeam: { users: ['alice'] },
     redis: { url: redisUrl() },
     keyPrefix: testPrefix(),
@@ -68,7 +73,9 @@ test('mounted where the external URL does not say → a clear configuration erro
   try {
     const res = await fetch(`http://127.0.0.1:${port}/sky/login`, { redirect: 'manual' });
     expect(res.status).toBe(500);
-    expect(await res.text()).toContain("sky is mounted at '/' but the external URL");
+    const page = await res.text();
+    expect(page).toContain('This CI server is misconfigured');
+    expect(page).toContain('sky is mounted at &#39;/&#39; but the external URL');
   } finally {
     server.close();
     server.closeAllConnections();

@@ -16,7 +16,11 @@ function consentForm(html: string, pageUrl: string, user: string): { action: str
   for (const input of form[1]?.matchAll(/<input[^>]*type="hidden"[^>]*>/gi) ?? []) {
     const name = /name="([^"]*)"/.exec(input[0])?.[1];
     const value = /value="([^"]*)"/.exec(input[0])?.[1] ?? '';
-    if (name) body.set(name, value.replace(/&amp;/g, '&').replace(/&#(\d+);/g, (_m, c: string) => String.fromCharCode(Number(c))));
+    if (name)
+      body.set(
+        name,
+        value.replace(/&amp;/g, '&').replace(/&#(\d+);/g, (_m, c: string) => String.fromCharCode(Number(c))),
+      );
   }
   const select = /<select[^>]*name="([^"]*)"/i.exec(form[1] ?? '');
   expect(form[1]).toMatch(new RegExp(`<option[^>]*value="${user}"`));

@@ -29,26 +29,34 @@ describe("Concourse's validation messages", () => {
   test.each([[{ owner: {} }], [{ owner: { users: [], groups: [] } }], [{ viewer: null }]])(
     '%p → does not have users and groups configured',
     (raw) => {
-      expect(() => parseTeamAuth(raw)).toThrow('auth config for the team does not have users and groups configured');
+      expect(() => parseTeamAuth(raw)).toThrow(
+        'auth config for the team does not have users and groups configured',
+      );
     },
   );
   test('unknown roles, unknown keys and bad entries are named', () => {
     expect(() => parseTeamAuth({ admin: { users: ['x'] } })).toThrow("unknown role 'admin'");
     expect(() => parseTeamAuth({ owner: { users: ['x'], teams: ['y'] } })).toThrow("unknown key 'teams'");
     expect(() => parseTeamAuth({ owner: { users: [1] } })).toThrow('owner.users must be a list of strings');
-    expect(() => parseTeamAuth({ owner: { users: 'alice' } })).toThrow('owner.users must be a list of strings');
+    expect(() => parseTeamAuth({ owner: { users: 'alice' } })).toThrow(
+      'owner.users must be a list of strings',
+    );
     expect(() => parseTeamAuth({ owner: { users: [' '] } })).toThrow('owner.users contains an empty entry');
     expect(() => parseTeamAuth({ owner: { users: ['x'.repeat(300)] } })).toThrow('longer than 256');
-    expect(() => parseTeamAuth({ owner: { groups: Array.from({ length: 1001 }, (_, i) => `g${i}`) } })).toThrow(
-      'more than 1000 entries',
+    expect(() =>
+      parseTeamAuth({ owner: { groups: Array.from({ length: 1001 }, (_, i) => `g${i}`) } }),
+    ).toThrow('more than 1000 entries');
+    expect(() => parseTeamAuth(JSON.parse('{"__proto__": {"users": ["x"]}}'))).toThrow(
+      "unknown role '__proto__'",
     );
-    expect(() => parseTeamAuth(JSON.parse('{"__proto__": {"users": ["x"]}}'))).toThrow("unknown role '__proto__'");
   });
 });
 
 test('entries are trimmed, lower-cased, deduplicated and prefixed', () => {
   expect(
-    parseTeamAuth({ owner: { users: [' Alice ', 'bitbucket-cloud:ALICE', '{UUID-1}'], groups: ['Acme:Owner', 'acme/Devs'] } }),
+    parseTeamAuth({
+      owner: { users: [' Alice ', 'bitbucket-cloud:ALICE', '{UUID-1}'], groups: ['Acme:Owner', 'acme/Devs'] },
+    }),
   ).toEqual({
     owner: {
       users: ['bitbucket-cloud:alice', 'bitbucket-cloud:{uuid-1}'],
@@ -58,9 +66,17 @@ test('entries are trimmed, lower-cased, deduplicated and prefixed', () => {
 });
 
 test('roles YAML (fly set-team --config)', () => {
-  const yaml = ['roles:', '- name: member', '  bitbucket-cloud:', '    users: ["my-login"]', '    teams: ["my-team"]', '- name: viewer', '  bitbucket-cloud:', '    teams: [acme]', ''].join(
-    '\n',
-  );
+  const yaml = [
+    'roles:',
+    '- name: member',
+    '  bitbucket-cloud:',
+    '    users: ["my-login"]',
+    '    teams: ["my-team"]',
+    '- name: viewer',
+    '  bitbucket-cloud:',
+    '    teams: [acme]',
+    '',
+  ].join('\n');
   expect(parseRolesYaml(yaml)).toEqual({
     member: { users: ['bitbucket-cloud:my-login'], groups: ['bitbucket-cloud:my-team'] },
     viewer: { users: [], groups: ['bitbucket-cloud:acme'] },
@@ -68,8 +84,12 @@ test('roles YAML (fly set-team --config)', () => {
   expect(() => parseRolesYaml('roles: [')).toThrow('invalid roles YAML');
   expect(() => parseRolesYaml('roles: []')).toThrow('auth config for the team must not be empty');
   expect(() => parseRolesYaml('roles:\n- name: boss\n')).toThrow("unknown role 'boss'");
-  expect(() => parseRolesYaml('roles:\n- name: owner\n  github: {users: [x]}\n')).toThrow("unknown key 'github'");
-  expect(() => parseRolesYaml('roles:\n- name: owner\n')).toThrow('does not have users and groups configured');
+  expect(() => parseRolesYaml('roles:\n- name: owner\n  github: {users: [x]}\n')).toThrow(
+    "unknown key 'github'",
+  );
+  expect(() => parseRolesYaml('roles:\n- name: owner\n')).toThrow(
+    'does not have users and groups configured',
+  );
 });
 
 test('flags make owners', () => {
@@ -84,7 +104,10 @@ test('principals: uuid, account_id and username, never anything else; groups', (
     groups: ['bitbucket-cloud:acme', 'bitbucket-cloud:acme/developers'],
   });
   const { userName: _none, ...noUsername } = alice;
-  expect(principalsOf(noUsername).users).toEqual(['bitbucket-cloud:{aaaa-1}', 'bitbucket-cloud:557058:alice']);
+  expect(principalsOf(noUsername).users).toEqual([
+    'bitbucket-cloud:{aaaa-1}',
+    'bitbucket-cloud:557058:alice',
+  ]);
 });
 
 test('matching is case-insensitive; the highest role counts; every held role is listed', () => {
