@@ -49,7 +49,8 @@ const optionsSchema = z
     audience: z.string(),
     logLevel: z.string(),
     configFile: z.string(),
-    env: z.record(z.string(), z.string().optional()),
+    // process.env is not a plain object, so only its kind is checked here.
+    env: z.custom<Record<string, string | undefined>>((v) => typeof v === 'object' && v !== null, 'expected an object'),
   })
   .partial()
   .strict();

@@ -239,3 +239,7 @@ test('requireReady names the settings for a missing connector and a missing main
     'no main team: set CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER',
   );
 });
+
+test('process.env itself is accepted as the env option (it is not a plain object)', () => {
+  expect(() => resolveConfig({ env: process.env })).not.toThrow(/option env/);
+});
