@@ -40,7 +40,8 @@ interface Answer {
   body: unknown;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): v is string => typeof v === 'string';
 
 function garbage(what: string): SkyError {
@@ -72,7 +73,11 @@ export class BitbucketClient {
   }
 
   exchangeCode(code: string, redirectUri: string, codeVerifier?: string): Promise<UpstreamTokens> {
-    const form: Record<string, string> = { grant_type: 'authorization_code', code, redirect_uri: redirectUri };
+    const form: Record<string, string> = {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+    };
     if (codeVerifier) form['code_verifier'] = codeVerifier;
     return this.token(form, 'invalid_grant');
   }
@@ -84,7 +89,8 @@ export class BitbucketClient {
 
   async user(accessToken: string): Promise<BitbucketUser> {
     const body = await this.get(`${this.config.apiUrl}/2.0/user`, accessToken, 'the user');
-    if (!isObject(body) || !str(body['uuid']) || !str(body['account_id']) || !str(body['display_name'])) throw garbage('the user');
+    if (!isObject(body) || !str(body['uuid']) || !str(body['account_id']) || !str(body['display_name']))
+      throw garbage('the user');
     return {
       uuid: body['uuid'],
       account_id: body['account_id'],
@@ -95,34 +101,64 @@ export class BitbucketClient {
   }
 
   async emails(accessToken: string): Promise<BitbucketEmail[]> {
-    const values = await this.pages(`${this.config.apiUrl}/2.0/user/emails?pagelen=100`, accessToken, 'the emails');
+    const values = await this.pages(
+      `${this.config.apiUrl}/2.0/user/emails?pagelen=100`,
+      accessToken,
+      'the emails',
+    );
     return values.filter(isObject).flatMap((v) =>
-      str(v['email']) ? [{ email: v['email'], is_primary: v['is_primary'] === true, is_confirmed: v['is_confirmed'] === true }] : [],
+      str(v['email'])
+        ? [
+            {
+              email: v['email'],
+              is_primary: v['is_primary'] === true,
+              is_confirmed: v['is_confirmed'] === true,
+            },
+          ]
+        : [],
     );
   }
 
   async workspaces(accessToken: string): Promise<BitbucketWorkspaceAccess[]> {
-    const values = await this.pages(`${this.config.apiUrl}/2.0/user/workspaces?pagelen=100`, accessToken, 'the workspaces');
+    const values = await this.pages(
+      `${this.config.apiUrl}/2.0/user/workspaces?pagelen=100`,
+      accessToken,
+      'the workspaces',
+    );
     return values.filter(isObject).flatMap((v) => {
       const ws = v['workspace'];
       return isObject(ws) && str(ws['slug'])
-        ? [{ administrator: v['administrator'] === true, workspace: { slug: ws['slug'], uuid: str(ws['uuid']) ? ws['uuid'] : '' } }]
+        ? [
+            {
+              administrator: v['administrator'] === true,
+              workspace: { slug: ws['slug'], uuid: str(ws['uuid']) ? ws['uuid'] : '' },
+            },
+          ]
         : [];
     });
   }
 
   async permission(accessToken: string, slug: string): Promise<WorkspacePermission> {
     const what = `the permission on ${slug}`;
-    const body = await this.get(`${this.config.apiUrl}/2.0/user/workspaces/${encodeURIComponent(slug)}/permission`, accessToken, what);
+    const body = await this.get(
+      `${this.config.apiUrl}/2.0/user/workspaces/${encodeURIComponent(slug)}/permission`,
+      accessToken,
+      what,
+    );
     const p = isObject(body) ? body['permission'] : undefined;
-    if (p !== 'owner' && p !== 'create-project' && p !== 'member' && p !== 'collaborator') throw garbage(what);
+    if (p !== 'owner' && p !== 'create-project' && p !== 'member' && p !== 'collaborator')
+      throw garbage(what);
     return p;
   }
 
   /** The 1.0 groups API: workspace admins only; a 403 becomes SkyError('forbidden'). */
   async groups(accessToken: string, slug: string): Promise<BitbucketGroup[]> {
     const what = `the groups of ${slug}`;
-    const body = await this.get(`${this.config.apiUrl}/1.0/groups/${encodeURIComponent(slug)}`, accessToken, what);
+    const body = await this.get(
+      `${this.config.apiUrl}/1.0/groups/${encodeURIComponent(slug)}`,
+      accessToken,
+      what,
+    );
     if (!Array.isArray(body)) throw garbage(what);
     return body.filter(isObject).flatMap((g) =>
       str(g['slug'])
@@ -132,7 +168,11 @@ export class BitbucketClient {
               slug: g['slug'],
               members: (Array.isArray(g['members']) ? g['members'] : [])
                 .filter(isObject)
-                .flatMap((m) => (str(m['uuid']) ? [{ uuid: m['uuid'], ...(str(m['account_id']) ? { account_id: m['account_id'] } : {}) }] : [])),
+                .flatMap((m) =>
+                  str(m['uuid'])
+                    ? [{ uuid: m['uuid'], ...(str(m['account_id']) ? { account_id: m['account_id'] } : {}) }]
+                    : [],
+                ),
             },
           ]
         : [],
@@ -145,14 +185,19 @@ export class BitbucketClient {
     const origin = new URL(this.config.apiUrl).origin;
     let next: string | undefined = first;
     for (let page = 0; next !== undefined; page++) {
-      if (page >= MAX_PAGES) throw new SkyError('upstream_error', `Bitbucket Cloud returned more than ${MAX_PAGES} pages of ${what}`);
+      if (page >= MAX_PAGES)
+        throw new SkyError(
+          'upstream_error',
+          `Bitbucket Cloud returned more than ${MAX_PAGES} pages of ${what}`,
+        );
       let url: URL;
       try {
         url = new URL(next);
       } catch {
         throw garbage(what);
       }
-      if (url.origin !== origin) throw new SkyError('upstream_error', `Bitbucket Cloud sent a next page of ${what} on another host`);
+      if (url.origin !== origin)
+        throw new SkyError('upstream_error', `Bitbucket Cloud sent a next page of ${what} on another host`);
       const body = await this.get(url.href, accessToken, what);
       if (!isObject(body) || !Array.isArray(body['values'])) throw garbage(what);
       values.push(...body['values']);
@@ -162,21 +207,40 @@ export class BitbucketClient {
   }
 
   private async get(url: string, accessToken: string, what: string): Promise<unknown> {
-    const answer = await this.call(url, { method: 'GET', headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json' } }, what, true);
-    if (answer.status === 401) throw new SkyError('upstream_revoked', `Bitbucket Cloud refused the access token while reading ${what}`);
-    if (answer.status === 403) throw new SkyError('forbidden', `Bitbucket Cloud does not let this user read ${what}`);
-    if (answer.status === 404) throw new SkyError('upstream_error', `Bitbucket Cloud does not know ${what} (404)`);
-    if (answer.status !== 200) throw new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} for ${what}`);
+    const answer = await this.call(
+      url,
+      { method: 'GET', headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json' } },
+      what,
+      true,
+    );
+    if (answer.status === 401)
+      throw new SkyError(
+        'upstream_revoked',
+        `Bitbucket Cloud refused the access token while reading ${what}`,
+      );
+    if (answer.status === 403)
+      throw new SkyError('forbidden', `Bitbucket Cloud does not let this user read ${what}`);
+    if (answer.status === 404)
+      throw new SkyError('upstream_error', `Bitbucket Cloud does not know ${what} (404)`);
+    if (answer.status !== 200)
+      throw new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} for ${what}`);
     return answer.body;
   }
 
-  private async token(form: Record<string, string>, onInvalidGrant: 'invalid_grant' | 'upstream_revoked'): Promise<UpstreamTokens> {
+  private async token(
+    form: Record<string, string>,
+    onInvalidGrant: 'invalid_grant' | 'upstream_revoked',
+  ): Promise<UpstreamTokens> {
     const basic = Buffer.from(`${this.config.clientId}:${this.config.clientSecret}`).toString('base64');
     const answer = await this.call(
       `${this.config.webUrl}/site/oauth2/access_token`,
       {
         method: 'POST',
-        headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        headers: {
+          authorization: `Basic ${basic}`,
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
         body: new URLSearchParams(form).toString(),
       },
       'the token request',
@@ -184,18 +248,28 @@ export class BitbucketClient {
     );
     const body = isObject(answer.body) ? answer.body : {};
     if (answer.status === 400 && body['error'] === 'invalid_grant') {
-      throw new SkyError(onInvalidGrant, 'Bitbucket Cloud refused the grant (it was used, expired, or access was revoked)');
+      throw new SkyError(
+        onInvalidGrant,
+        'Bitbucket Cloud refused the grant (it was used, expired, or access was revoked)',
+      );
     }
     if (answer.status === 401 || body['error'] === 'invalid_client') {
-      throw new SkyError('upstream_error', 'Bitbucket Cloud refused the OAuth consumer: check the client id and secret');
+      throw new SkyError(
+        'upstream_error',
+        'Bitbucket Cloud refused the OAuth consumer: check the client id and secret',
+      );
     }
-    if (answer.status !== 200) throw new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} to the token request`);
+    if (answer.status !== 200)
+      throw new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} to the token request`);
     const expiresIn = Number(body['expires_in']);
     const scope = str(body['scope']) ? body['scope'] : str(body['scopes']) ? body['scopes'] : '';
-    if (!str(body['access_token']) || body['access_token'] === '' || !Number.isFinite(expiresIn)) throw garbage('the token request');
+    if (!str(body['access_token']) || body['access_token'] === '' || !Number.isFinite(expiresIn))
+      throw garbage('the token request');
     return {
       accessToken: body['access_token'],
-      ...(str(body['refresh_token']) && body['refresh_token'] !== '' ? { refreshToken: body['refresh_token'] } : {}),
+      ...(str(body['refresh_token']) && body['refresh_token'] !== ''
+        ? { refreshToken: body['refresh_token'] }
+        : {}),
       expiresAt: Date.now() + expiresIn * 1000,
       scopes: scope.split(/[\s,]+/).filter((s) => s !== ''),
     };
@@ -215,7 +289,10 @@ export class BitbucketClient {
         if (answer.status !== 429 && answer.status < 500) return answer;
         failure =
           answer.status === 429
-            ? new SkyError('upstream_rate_limited', `Bitbucket Cloud is rate-limiting sky (429) while reading ${what}`)
+            ? new SkyError(
+                'upstream_rate_limited',
+                `Bitbucket Cloud is rate-limiting sky (429) while reading ${what}`,
+              )
             : new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} for ${what}`);
         if (!idempotent && answer.status !== 429 && answer.status !== 503) throw failure;
       } catch (err) {
@@ -242,15 +319,26 @@ export class BitbucketClient {
     try {
       res = await fetch(url, { ...init, redirect: 'manual', signal });
     } catch (err) {
-      if (signal.aborted) throw new SkyError('upstream_timeout', `Bitbucket Cloud did not answer within ${timeoutMs} ms (${what})`, { cause: err });
-      throw new SkyError('upstream_unavailable', `Bitbucket Cloud cannot be reached (${what})`, { cause: err });
+      if (signal.aborted)
+        throw new SkyError(
+          'upstream_timeout',
+          `Bitbucket Cloud did not answer within ${timeoutMs} ms (${what})`,
+          { cause: err },
+        );
+      throw new SkyError('upstream_unavailable', `Bitbucket Cloud cannot be reached (${what})`, {
+        cause: err,
+      });
     }
     if (res.status >= 300 && res.status < 400) {
       await res.body?.cancel();
-      throw new SkyError('upstream_error', `Bitbucket Cloud redirected ${what} elsewhere (${res.status}); sky does not follow`);
+      throw new SkyError(
+        'upstream_error',
+        `Bitbucket Cloud redirected ${what} elsewhere (${res.status}); sky does not follow`,
+      );
     }
     const text = await readCapped(res, signal, timeoutMs, what);
-    if (res.status === 429 || res.status >= 500) return { status: res.status, headers: res.headers, body: null };
+    if (res.status === 429 || res.status >= 500)
+      return { status: res.status, headers: res.headers, body: null };
     const type = res.headers.get('content-type') ?? '';
     if (!/^application\/(.+\+)?json/i.test(type)) {
       if (res.status === 200) throw garbage(what);
@@ -265,7 +353,12 @@ export class BitbucketClient {
   }
 }
 
-async function readCapped(res: Response, signal: AbortSignal, timeoutMs: number, what: string): Promise<string> {
+async function readCapped(
+  res: Response,
+  signal: AbortSignal,
+  timeoutMs: number,
+  what: string,
+): Promise<string> {
   if (!res.body) return '';
   const chunks: Buffer[] = [];
   let size = 0;
@@ -274,14 +367,24 @@ async function readCapped(res: Response, signal: AbortSignal, timeoutMs: number,
       size += (chunk as Uint8Array).byteLength;
       if (size > MAX_BODY_BYTES) {
         await res.body.cancel().catch(() => undefined);
-        throw new SkyError('upstream_error', `Bitbucket Cloud sent more than ${MAX_BODY_BYTES} bytes for ${what}`);
+        throw new SkyError(
+          'upstream_error',
+          `Bitbucket Cloud sent more than ${MAX_BODY_BYTES} bytes for ${what}`,
+        );
       }
       chunks.push(Buffer.from(chunk as Uint8Array));
     }
   } catch (err) {
     if (err instanceof SkyError) throw err;
-    if (signal.aborted) throw new SkyError('upstream_timeout', `Bitbucket Cloud did not answer within ${timeoutMs} ms (${what})`, { cause: err });
-    throw new SkyError('upstream_unavailable', `Bitbucket Cloud dropped the connection (${what})`, { cause: err });
+    if (signal.aborted)
+      throw new SkyError(
+        'upstream_timeout',
+        `Bitbucket Cloud did not answer within ${timeoutMs} ms (${what})`,
+        { cause: err },
+      );
+    throw new SkyError('upstream_unavailable', `Bitbucket Cloud dropped the connection (${what})`, {
+      cause: err,
+    });
   }
   return Buffer.concat(chunks).toString('utf8');
 }

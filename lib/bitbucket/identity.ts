@@ -29,7 +29,11 @@ async function bounded<T, R>(items: T[], limit: number, work: (item: T) => Promi
  * Who the person is (SPEC §5.2) and their groups (§5.3): user, emails and workspaces at once, then the
  * per-workspace calls with bounded concurrency. Never the nickname: anyone can take any nickname.
  */
-export async function fetchIdentity(client: BitbucketClient, config: BitbucketCloudConfig, accessToken: string): Promise<Identity> {
+export async function fetchIdentity(
+  client: BitbucketClient,
+  config: BitbucketCloudConfig,
+  accessToken: string,
+): Promise<Identity> {
   const [user, emails, workspaces] = await Promise.all([
     client.user(accessToken),
     client.emails(accessToken),
@@ -53,7 +57,8 @@ export async function fetchIdentity(client: BitbucketClient, config: BitbucketCl
       try {
         for (const group of await client.groups(accessToken, slug)) {
           // Only groups the person is in (dex added every group of the workspace).
-          if (group.members.some((m) => m.uuid.toLowerCase() === uuid)) found.push(`${slug}/${group.slug.toLowerCase()}`);
+          if (group.members.some((m) => m.uuid.toLowerCase() === uuid))
+            found.push(`${slug}/${group.slug.toLowerCase()}`);
         }
       } catch (err) {
         // Not an admin of this workspace: the 1.0 API says 403; skip quietly (dex #1977, Concourse #6612).

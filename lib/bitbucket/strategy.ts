@@ -23,8 +23,18 @@ export interface BitbucketStrategyOptions {
 
 /** The PKCE form of passport-oauth2's state store (its typings only know the older forms). */
 export interface PkceStateStore {
-  store(req: Request, verifier: string, state: never, meta: unknown, callback: (err: Error | null, handle?: string) => void): void;
-  verify(req: Request, handle: string, callback: (err: Error | null, verifier: string | false, state?: never) => void): void;
+  store(
+    req: Request,
+    verifier: string,
+    state: never,
+    meta: unknown,
+    callback: (err: Error | null, handle?: string) => void,
+  ): void;
+  verify(
+    req: Request,
+    handle: string,
+    callback: (err: Error | null, verifier: string | false, state?: never) => void,
+  ): void;
 }
 
 type TokenCallback = (err: unknown, accessToken?: string, refreshToken?: string, params?: unknown) => void;
@@ -54,12 +64,20 @@ export class BitbucketStrategy extends OAuth2Strategy {
         passReqToCallback: true,
       },
       // Six parameters on purpose: passport-oauth2 passes the token params only to a 6-arity verify.
-      ((req: Request, _access: string, _refresh: string, params: { tokens: UpstreamTokens }, profile: Identity, done: Parameters<VerifyIdentity>[3]) =>
-        verify(req, params.tokens, profile, done)) as unknown as VerifyFunctionWithRequest,
+      ((
+        req: Request,
+        _access: string,
+        _refresh: string,
+        params: { tokens: UpstreamTokens },
+        profile: Identity,
+        done: Parameters<VerifyIdentity>[3],
+      ) => verify(req, params.tokens, profile, done)) as unknown as VerifyFunctionWithRequest,
     );
     this.name = BITBUCKET_CLOUD;
     this.client = client;
-    const oauth2 = this._oauth2 as unknown as { getOAuthAccessToken: (code: string, params: Record<string, string>, cb: TokenCallback) => void };
+    const oauth2 = this._oauth2 as unknown as {
+      getOAuthAccessToken: (code: string, params: Record<string, string>, cb: TokenCallback) => void;
+    };
     oauth2.getOAuthAccessToken = (code, params, cb) => {
       client.exchangeCode(code, params['redirect_uri'] ?? options.callbackURL, params['code_verifier']).then(
         (tokens) => cb(null, tokens.accessToken, tokens.refreshToken ?? '', { tokens }),

@@ -50,7 +50,10 @@ const optionsSchema = z
     logLevel: z.string(),
     configFile: z.string(),
     // process.env is not a plain object, so only its kind is checked here.
-    env: z.custom<Record<string, string | undefined>>((v) => typeof v === 'object' && v !== null, 'expected an object'),
+    env: z.custom<Record<string, string | undefined>>(
+      (v) => typeof v === 'object' && v !== null,
+      'expected an object',
+    ),
   })
   .partial()
   .strict();

@@ -77,9 +77,15 @@ interface Code {
   grant: Grant;
 }
 
-const REMOVED = [/^\/2\.0\/teams(\/|$)/, /^\/2\.0\/user\/permissions\/(teams|workspaces)(\/|$)/, /^\/2\.0\/workspaces(\/|$)/];
+const REMOVED = [
+  /^\/2\.0\/teams(\/|$)/,
+  /^\/2\.0\/user\/permissions\/(teams|workspaces)(\/|$)/,
+  /^\/2\.0\/workspaces(\/|$)/,
+];
 
-export function loadFixtures(file = path.join(__dirname, '..', '..', 'fixtures', 'bitbucket.json')): FakeFixtures {
+export function loadFixtures(
+  file = path.join(__dirname, '..', '..', 'fixtures', 'bitbucket.json'),
+): FakeFixtures {
   return JSON.parse(readFileSync(file, 'utf8')) as FakeFixtures;
 }
 
@@ -87,7 +93,10 @@ const escape = (v: string): string => v.replace(/[&<>"']/g, (c) => `&#${c.charCo
 
 export class FakeBitbucket {
   readonly requests: RecordedRequest[] = [];
-  tokenStyle: { scopeField: 'scope' | 'scopes'; expiresInAsString: boolean } = { scopeField: 'scope', expiresInAsString: false };
+  tokenStyle: { scopeField: 'scope' | 'scopes'; expiresInAsString: boolean } = {
+    scopeField: 'scope',
+    expiresInAsString: false,
+  };
   private readonly users = new Map<string, FakeUser>();
   private readonly workspaces = new Map<string, FakeWorkspace>();
   private readonly clients: FakeClient[];
@@ -174,7 +183,9 @@ export class FakeBitbucket {
     for (const t of this.accessTokens.values()) t.expiresAt = 0;
   }
   count(match: string | RegExp): number {
-    return this.requests.filter((r) => (typeof match === 'string' ? r.path.startsWith(match) : match.test(r.path))).length;
+    return this.requests.filter((r) =>
+      typeof match === 'string' ? r.path.startsWith(match) : match.test(r.path),
+    ).length;
   }
   resetRequests(): void {
     this.requests.length = 0;
@@ -190,9 +201,19 @@ export class FakeBitbucket {
     const route = url.pathname;
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-    this.requests.push({ method: req.method ?? 'GET', path: route, query: Object.fromEntries(url.searchParams), headers, at: Date.now() });
+    this.requests.push({
+      method: req.method ?? 'GET',
+      path: route,
+      query: Object.fromEntries(url.searchParams),
+      headers,
+      at: Date.now(),
+    });
     const body = await readBody(req);
-    const kind = route.startsWith('/site/oauth2/access_token') ? 'token' : route.startsWith('/site/oauth2/authorize') ? 'authorize' : 'api';
+    const kind = route.startsWith('/site/oauth2/access_token')
+      ? 'token'
+      : route.startsWith('/site/oauth2/authorize')
+        ? 'authorize'
+        : 'api';
     const fault = this.faults.find((f) => {
       const m = f.match ?? 'all';
       return f.left > 0 && (m === 'all' || m === kind || (m instanceof RegExp && m.test(route)));
@@ -201,9 +222,12 @@ export class FakeBitbucket {
       fault.left--;
       if (fault.latencyMs) await new Promise((r) => setTimeout(r, fault.latencyMs));
       if (fault.kind === 'hang') return; // never answer; stop() destroys the socket
-      if (fault.kind === 'malformed') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"values": [');
-      if (fault.kind === 'html') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>maintenance</html>');
-      if (fault.kind === 'redirect') return void res.writeHead(302, { location: 'http://evil.example/' }).end();
+      if (fault.kind === 'malformed')
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"values": [');
+      if (fault.kind === 'html')
+        return void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>maintenance</html>');
+      if (fault.kind === 'redirect')
+        return void res.writeHead(302, { location: 'http://evil.example/' }).end();
       if (fault.kind === 'huge') {
         res.writeHead(200, { 'content-type': 'application/json' });
         const chunk = Buffer.alloc(1024 * 1024, 0x20);
@@ -211,7 +235,8 @@ export class FakeBitbucket {
         return void res.end();
       }
       if (fault.status) {
-        const extra: Record<string, string> = fault.retryAfter === undefined ? {} : { 'retry-after': String(fault.retryAfter) };
+        const extra: Record<string, string> =
+          fault.retryAfter === undefined ? {} : { 'retry-after': String(fault.retryAfter) };
         return this.error(res, fault.status, `fault ${fault.status}`, extra);
       }
     }
@@ -221,13 +246,23 @@ export class FakeBitbucket {
     return this.api(req, res, url);
   }
 
-  private error(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
-    res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ type: 'error', error: { message } }));
+  private error(
+    res: ServerResponse,
+    status: number,
+    message: string,
+    headers: Record<string, string> = {},
+  ): void {
+    res
+      .writeHead(status, { 'content-type': 'application/json', ...headers })
+      .end(JSON.stringify({ type: 'error', error: { message } }));
   }
 
   private page(res: ServerResponse, status: number, title: string, body: string): void {
     res
-      .writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action *" })
+      .writeHead(status, {
+        'content-type': 'text/html; charset=utf-8',
+        'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action *",
+      })
       .end(
         `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escape(title)}</title>` +
           `<style>body{font:16px system-ui,sans-serif;color:#172b4d;background:#f4f5f7}main{max-width:30rem;margin:4rem auto;padding:2rem;background:#fff;border-radius:8px}` +
@@ -240,10 +275,16 @@ export class FakeBitbucket {
     const params = req.method === 'POST' ? new URLSearchParams(body) : url.searchParams;
     const client = this.clients.find((c) => c.id === params.get('client_id'));
     if (!client) return this.page(res, 400, 'Invalid client', '<p>No OAuth consumer has this client_id.</p>');
-    if (params.get('response_type') !== 'code') return this.page(res, 400, 'Invalid request', '<p>response_type must be code.</p>');
+    if (params.get('response_type') !== 'code')
+      return this.page(res, 400, 'Invalid request', '<p>response_type must be code.</p>');
     const redirectUri = params.get('redirect_uri') ?? client.callbackUrl;
     if (!redirectUri || (client.callbackUrl && !redirectUri.startsWith(client.callbackUrl))) {
-      return this.page(res, 400, 'Invalid redirect_uri', '<p>The redirect_uri does not match the callback URL of the OAuth consumer.</p>');
+      return this.page(
+        res,
+        400,
+        'Invalid redirect_uri',
+        '<p>The redirect_uri does not match the callback URL of the OAuth consumer.</p>',
+      );
     }
     const back = new URL(redirectUri);
     const state = params.get('state');
@@ -274,9 +315,14 @@ export class FakeBitbucket {
     }
     if (this.consent === 'deny') return decide(null);
     if (this.consent) return decide(this.consent.as);
-    const hidden = [...params].map(([k, v]) => `<input type="hidden" name="${escape(k)}" value="${escape(v)}">`).join('');
+    const hidden = [...params]
+      .map(([k, v]) => `<input type="hidden" name="${escape(k)}" value="${escape(v)}">`)
+      .join('');
     const options = [...this.users.values()]
-      .map((u) => `<option value="${escape(u.key)}">${escape(u.display_name)} (${escape(u.username ?? `nickname ${u.nickname}`)})</option>`)
+      .map(
+        (u) =>
+          `<option value="${escape(u.key)}">${escape(u.display_name)} (${escape(u.username ?? `nickname ${u.nickname}`)})</option>`,
+      )
       .join('');
     this.page(
       res,
@@ -290,22 +336,36 @@ export class FakeBitbucket {
 
   private token(req: IncomingMessage, res: ServerResponse, body: string): void {
     const auth = /^Basic (.+)$/i.exec(req.headers.authorization ?? '');
-    const [id, secret] = auth ? Buffer.from(auth[1] as string, 'base64').toString().split(':') : [];
+    const [id, secret] = auth
+      ? Buffer.from(auth[1] as string, 'base64')
+          .toString()
+          .split(':')
+      : [];
     const client = this.clients.find((c) => c.id === id && c.secret === secret);
     const oauthError = (status: number, error: string, description: string): void => {
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ error, error_description: description }));
+      res
+        .writeHead(status, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error, error_description: description }));
     };
-    if (!client) return oauthError(401, 'invalid_client', 'Client credentials must be sent with HTTP Basic authentication.');
+    if (!client)
+      return oauthError(
+        401,
+        'invalid_client',
+        'Client credentials must be sent with HTTP Basic authentication.',
+      );
     const form = new URLSearchParams(body);
     let grant: Grant;
     if (form.get('grant_type') === 'authorization_code') {
       const code = this.codes.get(form.get('code') ?? '');
       this.codes.delete(form.get('code') ?? '');
-      if (!code || code.expiresAt < Date.now() || code.client !== client.id) return oauthError(400, 'invalid_grant', 'Invalid or used code.');
-      if (code.redirectUri !== null && code.redirectUri !== form.get('redirect_uri')) return oauthError(400, 'invalid_grant', 'redirect_uri mismatch.');
+      if (!code || code.expiresAt < Date.now() || code.client !== client.id)
+        return oauthError(400, 'invalid_grant', 'Invalid or used code.');
+      if (code.redirectUri !== null && code.redirectUri !== form.get('redirect_uri'))
+        return oauthError(400, 'invalid_grant', 'redirect_uri mismatch.');
       if (code.challenge) {
         const verifier = form.get('code_verifier') ?? '';
-        if (createHash('sha256').update(verifier).digest('base64url') !== code.challenge) return oauthError(400, 'invalid_grant', 'PKCE verification failed.');
+        if (createHash('sha256').update(verifier).digest('base64url') !== code.challenge)
+          return oauthError(400, 'invalid_grant', 'PKCE verification failed.');
       }
       grant = code.grant;
     } else if (form.get('grant_type') === 'refresh_token') {
@@ -335,10 +395,12 @@ export class FakeBitbucket {
   }
 
   private api(req: IncomingMessage, res: ServerResponse, url: URL): void {
-    if (url.searchParams.has('access_token')) return this.error(res, 401, 'Access tokens in the query string are not accepted.');
+    if (url.searchParams.has('access_token'))
+      return this.error(res, 401, 'Access tokens in the query string are not accepted.');
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     const token = bearer ? this.accessTokens.get(bearer) : undefined;
-    if (!token || token.grant.revoked || token.expiresAt <= Date.now()) return this.error(res, 401, 'Access token expired or invalid.');
+    if (!token || token.grant.revoked || token.expiresAt <= Date.now())
+      return this.error(res, 401, 'Access token expired or invalid.');
     const user = this.users.get(token.grant.user);
     if (!user) return this.error(res, 401, 'No such user.');
     const memberships = [...this.workspaces.values()].flatMap((w) => {
@@ -346,12 +408,18 @@ export class FakeBitbucket {
       return m ? [{ workspace: w, permission: m.permission }] : [];
     });
     const route = url.pathname;
-    const json = (value: unknown): void => void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(value));
+    const json = (value: unknown): void =>
+      void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(value));
     if (route === '/2.0/user') {
       const { key: _key, emails: _emails, ...fields } = user;
       return json({ type: 'user', ...fields, links: {} });
     }
-    if (route === '/2.0/user/emails') return this.paged(res, url, user.emails.map((e) => ({ type: 'email', ...e })));
+    if (route === '/2.0/user/emails')
+      return this.paged(
+        res,
+        url,
+        user.emails.map((e) => ({ type: 'email', ...e })),
+      );
     if (route === '/2.0/user/workspaces') {
       return this.paged(
         res,
@@ -367,20 +435,35 @@ export class FakeBitbucket {
     if (permission) {
       const m = memberships.find((x) => x.workspace.slug === decodeURIComponent(permission[1] as string));
       if (!m) return this.error(res, 404, 'Not a member of this workspace.');
-      return json({ type: 'workspace_membership', permission: m.permission, workspace: { slug: m.workspace.slug, uuid: m.workspace.uuid } });
+      return json({
+        type: 'workspace_membership',
+        permission: m.permission,
+        workspace: { slug: m.workspace.slug, uuid: m.workspace.uuid },
+      });
     }
     const groups = /^\/1\.0\/groups\/([^/]+)\/?$/.exec(route);
     if (groups) {
       const ws = this.workspaces.get(decodeURIComponent(groups[1] as string));
       if (!ws) return this.error(res, 404, 'No such workspace.');
-      if (ws.members.find((m) => m.user === user.key)?.permission !== 'owner') return this.error(res, 403, 'You must be an administrator of this workspace.');
+      if (ws.members.find((m) => m.user === user.key)?.permission !== 'owner')
+        return this.error(res, 403, 'You must be an administrator of this workspace.');
       return json(
         ws.groups.map((g) => ({
           name: g.name,
           slug: g.slug,
           members: g.members.flatMap((k) => {
             const u = this.users.get(k);
-            return u ? [{ uuid: u.uuid, account_id: u.account_id, display_name: u.display_name, nickname: u.nickname, ...(u.username ? { username: u.username } : {}) }] : [];
+            return u
+              ? [
+                  {
+                    uuid: u.uuid,
+                    account_id: u.account_id,
+                    display_name: u.display_name,
+                    nickname: u.nickname,
+                    ...(u.username ? { username: u.username } : {}),
+                  },
+                ]
+              : [];
           }),
         })),
       );
@@ -392,7 +475,8 @@ export class FakeBitbucket {
   private paged(res: ServerResponse, url: URL, all: unknown[]): void {
     const pagelen = Number(url.searchParams.get('pagelen') ?? 10);
     const page = Number(url.searchParams.get('page') ?? 1);
-    if (!Number.isInteger(pagelen) || pagelen < 1 || pagelen > 100) return this.error(res, 400, 'pagelen must be 1-100');
+    if (!Number.isInteger(pagelen) || pagelen < 1 || pagelen > 100)
+      return this.error(res, 400, 'pagelen must be 1-100');
     if (!Number.isInteger(page) || page < 1) return this.error(res, 400, 'page must be a positive integer');
     const values = all.slice((page - 1) * pagelen, page * pagelen);
     const body: Record<string, unknown> = { pagelen, page, size: all.length, values };
