@@ -13,6 +13,14 @@ export interface SkyContext {
   log: Logger;
 }
 
+/** Where sky's cookies live: the mount path, Secure per the setting (SPEC §7.2). */
+export function cookieAttributes(config: Pick<Config, 'mountPath' | 'cookieSecure'>): {
+  path: string;
+  secure: boolean;
+} {
+  return { path: config.mountPath || '/', secure: config.cookieSecure };
+}
+
 declare module 'express-serve-static-core' {
   interface Request {
     /** Set by the sky() router. */

@@ -3,6 +3,7 @@ import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Respon
 import { isSkyError, SkyError, type SkyErrorCode } from '../errors';
 import { createLogger, type Logger } from '../log';
 import { clearAuthCookies, parseCookies } from '../tokens';
+import { cookieAttributes } from './context';
 import { errorPage, sendPage } from './pages';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -91,8 +92,7 @@ export function errorHandler(): ErrorRequestHandler {
     }
     if (error.status === 401 && req.get('cookie') && !req.get('authorization')) {
       // A 401 to a cookie request clears the cookies (SPEC §7.2), so the browser stops sending a dead token.
-      const config = req.sky?.config;
-      const attrs = { path: config?.mountPath || '/', secure: config?.cookieSecure ?? true };
+      const attrs = req.sky ? cookieAttributes(req.sky.config) : { path: '/', secure: true };
       res.append('Set-Cookie', clearAuthCookies(parseCookies(req.get('cookie')), attrs));
     }
     if (error.status === 503 || error.status === 429) res.set('Retry-After', '60');

@@ -3,6 +3,7 @@ import type { Passport } from 'passport';
 import { BITBUCKET_CLOUD } from '../bitbucket';
 import { SkyError } from '../errors';
 import { authCookies, parseCookies, type SkyClaims } from '../tokens';
+import { cookieAttributes } from './context';
 import { contextOf, presentedToken } from './guards';
 import type { LoginState } from './oauth-state';
 import { flySuccessPage, sendPage } from './pages';
@@ -25,14 +26,9 @@ function parseFlyPort(raw: unknown): number | undefined {
   return port;
 }
 
-export function cookieAttributes(req: Request): { path: string; secure: boolean } {
-  const { config } = contextOf(req);
-  return { path: config.mountPath || '/', secure: config.cookieSecure };
-}
-
 /** Sets both cookies and lands: on the fly success page for a CLI login, else on the redirect with csrf_token. */
 function land(req: Request, res: Response, result: LoginResult, state: LoginState): void {
-  const attrs = { ...cookieAttributes(req), expires: new Date(result.claims.exp * 1000) };
+  const attrs = { ...cookieAttributes(contextOf(req).config), expires: new Date(result.claims.exp * 1000) };
   res.append(
     'Set-Cookie',
     authCookies(result.token, result.claims.csrf, attrs, parseCookies(req.headers.cookie)),

@@ -22,10 +22,10 @@ import {
   type SigningKey,
 } from '../tokens';
 import { Revocations } from '../tokens/revocations';
-import type { SkyContext } from './context';
+import { cookieAttributes, type SkyContext } from './context';
 import { errorHandler, requestId } from './errors';
 import { authenticate, contextOf, identityOf, isAdmin, requiresAuth } from './guards';
-import { callback, cookieAttributes, login, type LoginResult } from './login';
+import { callback, login, type LoginResult } from './login';
 import { SessionStateStore } from './oauth-state';
 import { landingPage, loginPage, sendPage } from './pages';
 
@@ -186,7 +186,10 @@ function logout(ctx: SkyContext): RequestHandler {
     await new Promise<void>((resolve, reject) =>
       req.session ? req.session.destroy((err) => (err ? reject(err) : resolve())) : resolve(),
     );
-    res.append('Set-Cookie', clearAuthCookies(parseCookies(req.headers.cookie), cookieAttributes(req)));
+    res.append(
+      'Set-Cookie',
+      clearAuthCookies(parseCookies(req.headers.cookie), cookieAttributes(ctx.config)),
+    );
     res.set('Cache-Control', 'no-store');
     ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub, jti: claims.jti }, 'logout');
     if (req.accepts(['json', 'html']) === 'html') res.redirect(303, `${ctx.config.externalUrl}/`);
