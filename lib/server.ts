@@ -2,7 +2,7 @@
  * The web node (SPEC §1.2): CONCOURSE_* environment → app → listen. With no Bitbucket credentials it
  * starts the bundled fake Bitbucket, so `npm start` on a fresh machine gives a login that works.
  */
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import express from 'express';
 import { configWarnings, resolveConfig, type SkyOptions } from './config';
 import { createLogger } from './log';
@@ -53,7 +53,9 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
 
   const { bindIp, bindPort } = router.config;
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(bindPort, bindIp, () => resolve(s)).on('error', reject);
+    // Room for a token split over many cookies (thousands of groups): Node's default is 16 KiB.
+    const s = createServer({ maxHeaderSize: 128 * 1024 }, app);
+    s.on('error', reject).listen(bindPort, bindIp, () => resolve(s));
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : bindPort;
