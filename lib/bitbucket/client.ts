@@ -49,7 +49,8 @@ function garbage(what: string): SkyError {
 }
 
 export class BitbucketClient {
-  private readonly log: Logger | undefined;
+  /** Also read by fetchIdentity, so the connector logs through one logger. */
+  readonly log: Logger | undefined;
 
   constructor(
     private readonly config: BitbucketCloudConfig,
@@ -59,8 +60,7 @@ export class BitbucketClient {
   }
 
   authorizeUrl(params: AuthorizeParams): string {
-    const url = new URL(`${this.config.webUrl}/site/oauth2/authorize`);
-    url.search = new URLSearchParams({
+    const query = Object.entries({
       client_id: this.config.clientId,
       response_type: 'code',
       scope: SCOPE,
@@ -68,8 +68,11 @@ export class BitbucketClient {
       state: params.state,
       code_challenge: params.codeChallenge,
       code_challenge_method: 'S256',
-    }).toString();
-    return url.href;
+    })
+      // %20 rather than URLSearchParams' "+": the form Bitbucket documents and passport-oauth2 sends.
+      .map(([k, v]) => `${k}=${encodeURIComponent(v)}`)
+      .join('&');
+    return `${this.config.webUrl}/site/oauth2/authorize?${query}`;
   }
 
   exchangeCode(code: string, redirectUri: string, codeVerifier?: string): Promise<UpstreamTokens> {
@@ -259,8 +262,14 @@ export class BitbucketClient {
         'Bitbucket Cloud refused the OAuth consumer: check the client id and secret',
       );
     }
-    if (answer.status !== 200)
-      throw new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} to the token request`);
+    if (answer.status !== 200) {
+      // The OAuth error code is a fixed word from RFC 6749, safe to show; the description is not shown.
+      const code = str(body['error']) && /^[a-z_]{1,40}$/.test(body['error']) ? ` (${body['error']})` : '';
+      throw new SkyError(
+        'upstream_error',
+        `Bitbucket Cloud answered ${answer.status}${code} to the token request`,
+      );
+    }
     const expiresIn = Number(body['expires_in']);
     const scope = str(body['scope']) ? body['scope'] : str(body['scopes']) ? body['scopes'] : '';
     if (!str(body['access_token']) || body['access_token'] === '' || !Number.isFinite(expiresIn))
@@ -302,9 +311,8 @@ export class BitbucketClient {
       }
       if (attempt >= retries) throw failure;
       let delay = 100 * 2 ** attempt + Math.floor(Math.random() * 50);
-      const retryAfter = answer?.headers.get('retry-after');
-      if (retryAfter != null && /^\d+$/.test(retryAfter)) {
-        const asked = Number(retryAfter) * 1000;
+      const asked = retryAfterMs(answer?.headers.get('retry-after') ?? null);
+      if (asked !== undefined) {
         if (asked > MAX_RETRY_AFTER_MS) throw failure; // waiting that long would hang the login
         delay = Math.max(delay, asked);
       }
@@ -351,6 +359,15 @@ export class BitbucketClient {
       return { status: res.status, headers: res.headers, body: null };
     }
   }
+}
+
+/** Retry-After in seconds or as an HTTP date (RFC 9110 §10.2.3); undefined when absent or unreadable. */
+function retryAfterMs(header: string | null, now: number = Date.now()): number | undefined {
+  if (header === null) return undefined;
+  const value = header.trim();
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 async function readCapped(

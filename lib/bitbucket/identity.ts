@@ -11,17 +11,23 @@ export function confirmedEmail(emails: BitbucketEmail[]): string | undefined {
   return (confirmed.find((e) => e.is_primary) ?? confirmed[0])?.email;
 }
 
-/** Runs `work` over `items` with at most `limit` at once. */
+/** Runs `work` over `items` with at most `limit` at once; after a failure no new item is started. */
 async function bounded<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);
   let next = 0;
+  let failed = false;
   const lane = async (): Promise<void> => {
-    while (next < items.length) {
+    while (!failed && next < items.length) {
       const i = next++;
-      results[i] = await work(items[i] as T);
+      try {
+        results[i] = await work(items[i] as T);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
   return results;
 }
 
@@ -39,33 +45,39 @@ export async function fetchIdentity(
     client.emails(accessToken),
     client.workspaces(accessToken),
   ]);
-  let slugs = [...new Set(workspaces.map((w) => w.workspace.slug.toLowerCase()))];
+  // Bitbucket's own spelling of the slug for its URLs; lower-cased only as a group name.
+  const bySlug = new Map(workspaces.map((w) => [w.workspace.slug.toLowerCase(), w.workspace.slug]));
+  let slugs = [...bySlug.keys()];
   if (config.teams.length > 0) {
-    slugs = slugs.filter((s) => config.teams.includes(s));
+    const allowed = new Set(config.teams.map((t) => t.toLowerCase()));
+    slugs = slugs.filter((s) => allowed.has(s));
     if (slugs.length === 0) {
       throw new SkyError(
         'not_in_allowed_teams',
-        `You are not a member of any of the allowed Bitbucket workspaces: ${config.teams.join(', ')}.`,
+        `You are not a member of any of the allowed Bitbucket workspaces: ${config.teams.join(', ')}`,
       );
     }
   }
   const groups = new Set(slugs);
   const uuid = user.uuid.toLowerCase();
   const extra = await bounded(slugs, config.concurrency, async (slug) => {
+    const asGiven = bySlug.get(slug) ?? slug;
     const found: string[] = [];
     if (config.includeTeamGroups) {
       try {
-        for (const group of await client.groups(accessToken, slug)) {
+        for (const group of await client.groups(accessToken, asGiven)) {
           // Only groups the person is in (dex added every group of the workspace).
-          if (group.members.some((m) => m.uuid.toLowerCase() === uuid))
+          if (group.members.some((m) => m.uuid.toLowerCase() === uuid || m.account_id === user.account_id))
             found.push(`${slug}/${group.slug.toLowerCase()}`);
         }
       } catch (err) {
         // Not an admin of this workspace: the 1.0 API says 403; skip quietly (dex #1977, Concourse #6612).
         if (!(err instanceof SkyError && err.code === 'forbidden')) throw err;
+        client.log?.debug({ workspace: slug }, 'not a workspace admin: its groups are skipped');
       }
     }
-    if (config.getWorkspacePermissions) found.push(`${slug}:${await client.permission(accessToken, slug)}`);
+    if (config.getWorkspacePermissions)
+      found.push(`${slug}:${await client.permission(accessToken, asGiven)}`);
     return found;
   });
   for (const list of extra) for (const g of list) groups.add(g);

@@ -6,6 +6,8 @@ import { isSkyError } from '../errors';
 import { BitbucketClient } from './client';
 import { BITBUCKET_CLOUD, fetchIdentity } from './identity';
 
+export { BITBUCKET_CLOUD };
+
 export type VerifyIdentity = (
   req: Request,
   tokens: UpstreamTokens,

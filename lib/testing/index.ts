@@ -1,12 +1,9 @@
+export { FakeBitbucket, type Fault, type FakeBitbucketOptions, type RecordedRequest } from './fake-bitbucket';
 export {
-  FakeBitbucket,
   loadFixtures,
-  type Fault,
-  type FakeBitbucketOptions,
   type FakeClient,
   type FakeFixtures,
   type FakeUser,
   type FakeWorkspace,
   type Permission,
-  type RecordedRequest,
-} from './fake-bitbucket';
+} from './fixtures';

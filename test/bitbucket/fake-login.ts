@@ -1,0 +1,72 @@
+import type { BitbucketClient } from '../../lib/bitbucket';
+import type { BitbucketCloudConfig } from '../../lib/config/types';
+import type { UpstreamTokens } from '../../lib/connector';
+import type { FakeBitbucket } from '../../lib/testing';
+
+/** Where the fake sends the browser back; nothing listens there, the tests read the Location only. */
+export const CALLBACK = 'http://127.0.0.1:9/sky/issuer/callback';
+
+/** The connector configured against the fake: small timeout and 2 retries, so fault tests stay fast. */
+export function configFor(
+  fake: FakeBitbucket,
+  overrides: Partial<BitbucketCloudConfig> = {},
+): BitbucketCloudConfig {
+  return {
+    id: 'bitbucket-cloud',
+    name: 'Bitbucket Cloud',
+    clientId: fake.client.id,
+    clientSecret: fake.client.secret,
+    webUrl: fake.webUrl,
+    apiUrl: fake.apiUrl,
+    teams: [],
+    includeTeamGroups: false,
+    getWorkspacePermissions: false,
+    timeoutMs: 1_000,
+    retries: 2,
+    concurrency: 8,
+    ...overrides,
+  };
+}
+
+/** Walks the fake's consent screen as `user` and returns the code it hands to the callback. */
+export async function codeFor(
+  fake: FakeBitbucket,
+  user: string,
+  extra: Record<string, string> = {},
+): Promise<string> {
+  fake.consentAs(user);
+  const query = new URLSearchParams({
+    client_id: fake.client.id,
+    response_type: 'code',
+    redirect_uri: CALLBACK,
+    state: 'x',
+    ...extra,
+  });
+  const res = await fetch(`${fake.webUrl}/site/oauth2/authorize?${query}`, { redirect: 'manual' });
+  const code = new URL(res.headers.get('location') ?? 'http://none/').searchParams.get('code');
+  if (res.status !== 302 || !code) throw new Error(`the fake gave no code for ${user} (${res.status})`);
+  return code;
+}
+
+/** A fresh grant for `user`: what a login leaves behind. */
+export async function tokensFor(
+  fake: FakeBitbucket,
+  client: BitbucketClient,
+  user: string,
+): Promise<UpstreamTokens> {
+  return client.exchangeCode(await codeFor(fake, user), CALLBACK);
+}
+
+/** The rejection of `promise`, so a test can assert on its code, status and message together. */
+export async function failureOf(promise: Promise<unknown>): Promise<{
+  code: string;
+  status: number;
+  message: string;
+}> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as { code: string; status: number; message: string };
+  }
+  throw new Error('expected a failure, got a result');
+}
