@@ -1,5 +1,6 @@
 /** sky's public API (SPEC §1): the router, the guards, the strategy, the stores, the errors, the types. */
-export { sky, landing, type SkyRouter, type SkyRouterOptions } from './http/router';
+export { sky, type SkyRouter, type SkyRouterOptions } from './http/router';
+export { landing } from './http/landing';
 export { requiresAuth, requiresTeamRole, requiresAdmin, type TeamRoleOptions } from './http/guards';
 export { errorHandler } from './http/errors';
 export { BitbucketStrategy, BitbucketClient, fetchIdentity, BITBUCKET_CLOUD } from './bitbucket';

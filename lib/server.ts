@@ -7,7 +7,8 @@ import express from 'express';
 import { configWarnings, resolveConfig, type SkyOptions } from './config';
 import { createLogger } from './log';
 import { errorHandler } from './http/errors';
-import { landing, sky } from './http/router';
+import { landing } from './http/landing';
+import { sky } from './http/router';
 import { FakeBitbucket } from './testing';
 
 /** The fixture user who owns `main` when the node runs against the fake (README: log in as alice). */

@@ -17,6 +17,16 @@ export function parseBoolean(value: string, source: string): boolean {
   );
 }
 
+/** `host:port` of a Redis Cluster seed node; IPv6 hosts in brackets. */
+function hostPort(value: string, source: string): { host: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (!match || !(port >= 1 && port <= 65535)) {
+    throw new SkyError('invalid_config', `${source}: '${value.slice(0, 80)}' is not host:port`);
+  }
+  return { host: (match[1] as string).replace(/^\[|\]$/g, ''), port };
+}
+
 /** SPEC §3 source 2: Concourse's CONCOURSE_* names (empty values count as unset). */
 export function applyEnv(layered: Layered, env: Record<string, string | undefined>): void {
   const get = (name: string): string | undefined => {
@@ -64,6 +74,9 @@ export function applyEnv(layered: Layered, env: Record<string, string | undefine
     (v) => (layered.cookieSecure = { value: parseBoolean(v.value, v.source), source: v.source }),
   );
   str('REDIS_URL', (v) => (layered.redis = { value: { url: v.value }, source: v.source }));
+  str('SKY_REDIS_CLUSTER', (v) => {
+    layered.redis = { value: { cluster: list(v.value).map((n) => hostPort(n, v.source)) }, source: v.source };
+  });
   str('SKY_KEY_PREFIX', (v) => (layered.keyPrefix = v));
   str('LOG_LEVEL', (v) => (layered.logLevel = v));
   str('SKY_CONFIG', (v) => (layered.configFile = v));

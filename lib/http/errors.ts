@@ -16,57 +16,96 @@ export const requestId: RequestHandler = (req, res, next) => {
   next();
 };
 
-/** What a person reads on an error page for each code: what happened, and what to do next. */
+/**
+ * What a person reads on an error page for each code: the title says what happened, the hint what to
+ * do next (the page offers "Log in again" and "Go to the start page" below it).
+ */
 const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> = {
   access_denied: {
     title: 'Access was not granted',
-    hint: 'Log in again and choose "Grant access" at Bitbucket Cloud.',
+    hint: 'You are not logged in. To use this CI server, log in again and choose "Grant access" when Bitbucket Cloud asks.',
   },
   invalid_state: {
     title: 'This login link is no longer valid',
-    hint: 'Login links work once, in the browser that started them, for 10 minutes. Start the login again.',
+    hint: 'A login link works once, in the browser that started it, for 10 minutes. Log in again from this browser.',
   },
   not_in_any_team: {
     title: 'You are not a member of any team',
-    hint: 'Ask a team owner to add your Bitbucket user or workspace to a team (sky set-team), then log in again.',
+    hint: 'Ask a team owner to add your Bitbucket user or one of your workspaces to a team (sky set-team), then log in again.',
   },
   not_in_allowed_teams: {
     title: 'Your Bitbucket workspaces are not allowed here',
-    hint: 'Ask the operator of this CI server which Bitbucket workspace grants access.',
+    hint: 'Ask the operator of this CI server which Bitbucket workspace grants access, join it, then log in again.',
   },
   upstream_error: {
     title: 'Bitbucket Cloud answered with an error',
-    hint: 'This is usually temporary. Try again in a minute.',
+    hint: 'This is usually temporary. Wait a minute, then log in again; if it keeps happening, give your administrator the reference below.',
   },
-  upstream_unavailable: { title: 'Bitbucket Cloud cannot be reached', hint: 'Try again in a minute.' },
-  upstream_timeout: { title: 'Bitbucket Cloud did not answer in time', hint: 'Try again in a minute.' },
+  upstream_unavailable: {
+    title: 'Bitbucket Cloud cannot be reached',
+    hint: 'Bitbucket Cloud may be down (see bitbucket.status.atlassian.com) or unreachable from this CI server. Log in again in a few minutes.',
+  },
+  upstream_timeout: {
+    title: 'Bitbucket Cloud did not answer in time',
+    hint: 'Bitbucket Cloud is slow right now. Wait a minute, then log in again.',
+  },
   upstream_rate_limited: {
     title: 'Bitbucket Cloud is limiting requests',
-    hint: 'Too many requests reached Bitbucket Cloud. Wait a few minutes, then try again.',
+    hint: 'Too many requests reached Bitbucket Cloud. Wait a few minutes, then log in again.',
   },
-  upstream_revoked: { title: 'Bitbucket Cloud refused the grant', hint: 'Log in again.' },
-  store_unavailable: { title: 'The CI server cannot reach its database', hint: 'Try again in a minute.' },
-  invalid_request: { title: 'This request is not valid', hint: 'Check the link you followed.' },
-  not_authorized: { title: 'You are not logged in', hint: 'Log in, then try again.' },
+  upstream_revoked: {
+    title: 'Bitbucket Cloud refused the grant',
+    hint: 'The access you granted was withdrawn, for example by removing the app from your Bitbucket account. Log in again to grant it anew.',
+  },
+  store_unavailable: {
+    title: 'The CI server cannot reach its database',
+    hint: 'Nothing is wrong with your account. Try again in a minute; if it keeps happening, tell the operator of this CI server.',
+  },
+  invalid_request: {
+    title: 'This request is not valid',
+    hint: 'Check the link you followed, or start from the start page.',
+  },
+  not_authorized: {
+    title: 'You are not logged in',
+    hint: 'Your login may have expired or ended. Log in again.',
+  },
   forbidden: { title: 'You do not have access', hint: 'Ask a team owner for the role you need.' },
-  not_found: { title: 'Not found', hint: 'Check the address.' },
+  not_found: { title: 'Not found', hint: 'Check the address, or start from the start page.' },
+  team_not_found: { title: 'No such team', hint: 'Check the team name, or start from the start page.' },
   invalid_config: {
     title: 'This CI server is misconfigured',
     hint: 'Tell its operator; the message above names the setting.',
   },
+  internal: {
+    title: 'Something went wrong on the CI server',
+    hint: 'Try again; if it keeps happening, give your administrator the reference below.',
+  },
 };
 
-/** JSON for machines (the API, the token endpoint, JWKS); HTML pages for people. */
+/**
+ * JSON for machines (the API, the token endpoint, JWKS), HTML for sky's own pages; a host app's
+ * guarded routes answer what the client accepts (a browser navigation asks for HTML, fetch for anything).
+ */
 function wantsJson(req: Request): boolean {
   const path = req.path;
-  return path.startsWith('/api/') || path === '/sky/token' || path.startsWith('/sky/issuer/keys');
+  if (path.startsWith('/api/') || path === '/sky/token' || path.startsWith('/sky/issuer/keys')) return true;
+  if (path.startsWith('/sky/') || path === '/login' || path === '/logout') return false;
+  return req.accepts(['json', 'html']) === 'json';
 }
 
 /** Turns anything thrown into one of our errors; unknown errors are internal and logged in full. */
 export function toSkyError(err: unknown): SkyError {
   if (isSkyError(err)) return err;
-  const status = (err as { status?: unknown; type?: unknown } | null)?.status;
+  const { status, type } = (err ?? {}) as { status?: unknown; type?: unknown };
   if (status === 413) return new SkyError('payload_too_large', 'request body too large', { cause: err });
+  // body-parser's failures, said in words a client can act on.
+  if (type === 'entity.parse.failed')
+    return new SkyError('invalid_request', 'request body is not valid JSON', { cause: err });
+  if (type === 'encoding.unsupported' || type === 'charset.unsupported')
+    return new SkyError('invalid_request', 'request body encoding is not supported', {
+      status: 415,
+      cause: err,
+    });
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return new SkyError('invalid_request', 'malformed request', { status, cause: err });
   }

@@ -95,6 +95,16 @@ export async function currentRole(ctx: SkyContext, claims: SkyClaims, team: stri
   return auth ? roleOf(identityOf(claims), auth) : null;
 }
 
+/** The teams and admin flag of a token's user, from the CURRENT team configs (SPEC §6.3). */
+export async function currentAccess(
+  req: Request,
+): Promise<{ claims: SkyClaims; teams: Record<string, Role[]>; admin: boolean }> {
+  const claims = authenticate(req);
+  const ctx = contextOf(req);
+  const [teams, admin] = await Promise.all([ctx.teams.teamsOf(identityOf(claims)), isAdmin(ctx, claims)]);
+  return { claims, teams, admin };
+}
+
 type AsyncHandler = (req: Request, res: Response, next: NextFunction) => Promise<void> | void;
 
 /** Guards are async; Express 5 routes a rejected promise to the error handler. */

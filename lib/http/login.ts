@@ -39,7 +39,8 @@ function land(req: Request, res: Response, result: LoginResult, state: LoginStat
   }
   const target = new URL(state.redirect);
   target.searchParams.set('csrf_token', result.claims.csrf);
-  res.redirect(302, target.href);
+  // The Location carries csrf_token: no cache may keep it.
+  res.set('Cache-Control', 'no-store').redirect(302, target.href);
 }
 
 /** GET /sky/login (SPEC §4.1). */

@@ -1,38 +1,106 @@
 import { randomBytes } from 'node:crypto';
 import type { Response } from 'express';
 
-/** Server-rendered pages (SPEC §4.6): plain HTML, one look, no framework, no inline script without a nonce. */
+/**
+ * Server-rendered pages (SPEC §4.6): plain HTML, one look, no framework. Styles and scripts carry a
+ * per-response nonce, so the CSP needs neither 'unsafe-inline' nor any external source.
+ */
 
 export function escapeHtml(value: string): string {
   return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** Text colours are chosen for WCAG AA contrast on their backgrounds (checked by the browser test). */
 const STYLE = `
-:root { color-scheme: light; --ink: #1b1f24; --muted: #4a5563; --accent: #0b4fa8; --line: #d0d7de; --bad: #a4161a; }
+:root { color-scheme: light; --ink: #1b1f24; --muted: #4a5563; --accent: #0b4fa8; --accent-dark: #083b7d;
+  --line: #d0d7de; --bg: #f3f5f8; --band: #0d2847; --bad: #a4161a; --ok: #1a6b34; --ok-bg: #e8f5ec; }
 * { box-sizing: border-box; }
-body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); background: #f6f8fa; }
-main { max-width: 40rem; margin: 4rem auto; padding: 2rem; background: #fff; border: 1px solid var(--line); border-radius: 8px; }
-h1 { font-size: 1.5rem; margin: 0 0 1rem; }
-h2 { font-size: 1.1rem; margin: 1.5rem 0 0.5rem; }
-p, dd { color: var(--muted); }
+[hidden] { display: none !important; }
+body { margin: 0; min-height: 100vh; display: flex; flex-direction: column; color: var(--ink); background: var(--bg);
+  font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", sans-serif; }
+.skip { position: absolute; left: -100vw; top: 0.5rem; padding: 0.5rem 0.75rem; background: #fff; color: var(--accent); z-index: 1; }
+.skip:focus { left: 0.5rem; }
+.band { background: var(--band); color: #fff; }
+.band .bar { max-width: 46rem; margin: 0 auto; padding: 0.75rem 1.25rem; display: flex; align-items: center; gap: 0.75rem; }
+.brand { display: inline-flex; align-items: center; gap: 0.5rem; color: #fff; font-weight: 700; font-size: 1.15rem; text-decoration: none; }
+.brand:hover { color: #fff; text-decoration: underline; }
+.tagline { color: #c9d6e8; font-size: 0.9rem; }
+main { flex: 1; width: 100%; max-width: 46rem; margin: 2.5rem auto; padding: 0 1rem; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 2rem; box-shadow: 0 1px 3px rgb(27 31 36 / 8%); }
+.card.error { border-top: 6px solid var(--bad); }
+.card.done { border-top: 6px solid var(--ok); }
+.heading { display: flex; align-items: center; gap: 0.75rem; margin: 0 0 0.75rem; }
+.heading svg, .heading span { flex: none; display: flex; }
+h1 { font-size: 1.6rem; line-height: 1.25; margin: 0; }
+h2 { font-size: 1.1rem; margin: 1.75rem 0 0.5rem; }
+p { margin: 0.5rem 0; }
+.lead { font-size: 1.05rem; }
+.muted, .reference, caption { color: var(--muted); }
+.reference { font-size: 0.9rem; margin-top: 1.5rem; }
 a { color: var(--accent); }
-.button, button { display: inline-block; padding: 0.6rem 1.1rem; border: 0; border-radius: 6px; background: var(--accent); color: #fff; font: inherit; text-decoration: none; cursor: pointer; }
-button.secondary { background: #fff; color: var(--accent); border: 1px solid var(--accent); }
+a:hover { color: var(--accent-dark); }
+:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
+.band :focus-visible { outline-color: #fff; }
+.actions { display: flex; flex-wrap: wrap; align-items: center; gap: 0.75rem; margin-top: 1.5rem; }
+.actions form { margin: 0; }
+.button { display: inline-flex; align-items: center; gap: 0.5rem; padding: 0.6rem 1.15rem; border: 1px solid var(--accent);
+  border-radius: 6px; background: var(--accent); color: #fff; font: inherit; font-weight: 600; text-decoration: none; cursor: pointer; }
+.button:hover { background: var(--accent-dark); border-color: var(--accent-dark); color: #fff; }
+.button.secondary { background: #fff; color: var(--accent); }
+.button.secondary:hover { background: #eef4fc; color: var(--accent-dark); }
 table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: 0.4rem 0.5rem; border-bottom: 1px solid var(--line); }
-dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.25rem 1rem; }
+caption { text-align: left; font-size: 0.9rem; padding-bottom: 0.35rem; }
+th, td { text-align: left; padding: 0.5rem 0.6rem; border-bottom: 1px solid var(--line); }
+th { font-size: 0.85rem; font-weight: 600; color: var(--muted); }
+tbody th { font-size: 1rem; color: var(--ink); }
+.signoff { margin-top: 2rem; padding-top: 1.25rem; border-top: 1px solid var(--line); }
+.role { display: inline-block; margin: 0 0.25rem 0.1rem 0; padding: 0 0.55rem; border-radius: 999px; font-size: 0.85rem;
+  font-weight: 600; background: #e3ecf8; color: #0a3d80; }
+.role.owner { background: var(--ok-bg); color: #17592b; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.35rem 1.25rem; margin: 0; }
 dt { font-weight: 600; }
 dd { margin: 0; overflow-wrap: anywhere; }
-.error h1 { color: var(--bad); }
-.reference { font-size: 0.85rem; }
-textarea { width: 100%; font: 0.85rem/1.4 ui-monospace, monospace; }
+code, textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+code { background: #eef1f4; padding: 0.1rem 0.3rem; border-radius: 4px; font-size: 0.9em; overflow-wrap: anywhere; }
+label { display: block; font-weight: 600; margin: 1.25rem 0 0.35rem; }
+textarea { width: 100%; font-size: 0.85rem; line-height: 1.4; padding: 0.6rem; color: var(--ink); background: #fff;
+  border: 1px solid #6e7781; border-radius: 6px; resize: vertical; }
+.status { min-height: 1.5rem; }
+.status.ok { color: var(--ok); font-weight: 600; }
+.status.bad { color: var(--bad); font-weight: 600; }
+footer.band { margin-top: auto; }
+footer .bar { font-size: 0.85rem; color: #c9d6e8; justify-content: center; }
+@media (max-width: 34rem) { .card { padding: 1.25rem; } dl { grid-template-columns: 1fr; } dd { margin-bottom: 0.5rem; } }
 `;
+
+/** A small cloud: sky's mark in the page band. Decorative, so hidden from assistive technology. */
+const MARK =
+  '<svg width="28" height="28" viewBox="0 0 24 24" aria-hidden="true" focusable="false">' +
+  '<path fill="#8cc8ff" d="M6.5 19a4.5 4.5 0 0 1-.9-8.91A6.5 6.5 0 0 1 18.2 8.6 5.2 5.2 0 0 1 17.5 19z"/></svg>';
+
+const ICON = {
+  error:
+    '<svg width="32" height="32" viewBox="0 0 24 24" aria-hidden="true" focusable="false">' +
+    '<circle cx="12" cy="12" r="11" fill="#a4161a"/><path fill="#fff" d="M11 6h2v8h-2zm0 10h2v2h-2z"/></svg>',
+  done:
+    '<svg width="32" height="32" viewBox="0 0 24 24" aria-hidden="true" focusable="false">' +
+    '<circle cx="12" cy="12" r="11" fill="#1a6b34"/><path fill="#fff" d="m10 15.6-3.6-3.6L5 13.4l5 5 9-9L17.6 8z"/></svg>',
+};
+
+/** What every page body gets to render with. */
+export interface PageContext {
+  /** The nonce of this response: the only way an inline script or style runs (CSP). */
+  nonce: string;
+  /** The node's external URL without a trailing slash, or '' when the page is sent outside sky(). */
+  base: string;
+}
 
 export interface Page {
   title: string;
-  /** HTML, already escaped where it carries data. Receives the nonce for any inline script. */
-  body: (nonce: string) => string;
-  className?: string;
+  /** HTML, already escaped where it carries data. */
+  body: (ctx: PageContext) => string;
+  /** The look of the card: an error, or a finished step. */
+  tone?: 'error' | 'done';
   /** Extra CSP sources for connect-src (the fly success page talks to the CLI's local port). */
   connectSrc?: string;
 }
@@ -50,9 +118,15 @@ function contentSecurityPolicy(nonce: string, page: Page): string {
   ].join('; ');
 }
 
+/** The heading of a page, with the tone's icon before it; every page has exactly one h1. */
+function heading(html: string, tone?: Page['tone']): string {
+  return `<div class="heading">${tone ? ICON[tone] : ''}<h1>${html}</h1></div>`;
+}
+
 /** Every page goes out through here: one set of safe headers, never cached (pages may show a token). */
 export function sendPage(res: Response, status: number, page: Page): void {
   const nonce = randomBytes(16).toString('base64');
+  const base = res.req.sky?.config.externalUrl.replace(/\/+$/, '') ?? '';
   res.status(status);
   res.set({
     'Content-Type': 'text/html; charset=utf-8',
@@ -65,41 +139,64 @@ export function sendPage(res: Response, status: number, page: Page): void {
   res.send(
     `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
       `<meta name="viewport" content="width=device-width, initial-scale=1">` +
+      `<meta name="referrer" content="no-referrer">` +
       `<title>${escapeHtml(page.title)} · sky</title><style nonce="${nonce}">${STYLE}</style></head>` +
-      `<body><main${page.className ? ` class="${page.className}"` : ''}>${page.body(nonce)}</main></body></html>`,
+      `<body><a class="skip" href="#content">Skip to content</a>` +
+      `<header class="band"><div class="bar"><a class="brand" href="${escapeHtml(base)}/">${MARK}sky</a>` +
+      `<span class="tagline">CI login</span></div></header>` +
+      `<main id="content"><div id="card" class="card${page.tone ? ` ${page.tone}` : ''}">` +
+      page.body({ nonce, base }) +
+      `</div></main><footer class="band"><div class="bar">Logins through Bitbucket Cloud · teams and roles by sky</div></footer>` +
+      `</body></html>`,
   );
 }
 
 export interface ErrorPageInput {
   status: number;
   title: string;
+  /** What happened. */
   message: string;
   /** What the person can do next. */
   hint: string;
   requestId?: string;
-  /** Where "try again" leads (the login route). */
+  /** Where "Log in again" leads; default: the node's login route. */
   retryUrl?: string;
 }
 
 export function errorPage(input: ErrorPageInput): Page {
   return {
     title: input.title,
-    className: 'error',
-    body: () =>
-      `<h1>${escapeHtml(input.title)}</h1><p>${escapeHtml(input.message)}</p><p>${escapeHtml(input.hint)}</p>` +
-      (input.retryUrl ? `<p><a class="button" href="${escapeHtml(input.retryUrl)}">Try again</a></p>` : '') +
+    tone: 'error',
+    body: ({ base }) =>
+      heading(escapeHtml(input.title), 'error') +
+      `<p class="lead">${escapeHtml(input.message)}</p>` +
+      `<h2>What to do next</h2><p>${escapeHtml(input.hint)}</p>` +
+      `<div class="actions"><a class="button" href="${escapeHtml(input.retryUrl ?? `${base}/sky/login`)}">Log in again</a>` +
+      `<a href="${escapeHtml(base)}/">Go to the start page</a></div>` +
       (input.requestId
         ? `<p class="reference">Reference for your administrator: <code>${escapeHtml(input.requestId)}</code> (HTTP ${input.status})</p>`
-        : ''),
+        : `<p class="reference">HTTP ${input.status}</p>`),
   };
 }
 
-export function loginPage(loginUrl: string, connectorName: string): Page {
+export interface LoginPageInput {
+  /** The login route, absolute on the external origin (the callback's cookies live there). */
+  loginUrl: string;
+  connectorName: string;
+}
+
+export function loginPage(input: LoginPageInput): Page {
+  const connector = escapeHtml(input.connectorName);
   return {
     title: 'Log in',
-    body: () =>
-      `<h1>Log in to the CI web node</h1><p>Sign in with your ${escapeHtml(connectorName)} account to see your teams.</p>` +
-      `<p><a class="button" href="${escapeHtml(loginUrl)}">Log in with ${escapeHtml(connectorName)}</a></p>`,
+    body: ({ base }) =>
+      heading('Log in') +
+      `<p class="lead">This CI server signs you in with your ${connector} account. ` +
+      `Your teams and roles come from the team configurations its owners set.</p>` +
+      `<div class="actions"><a class="button" href="${escapeHtml(input.loginUrl)}">Log in with ${connector}</a></div>` +
+      `<h2>From a terminal</h2>` +
+      `<p>Run <code>sky login -c ${escapeHtml(base || 'URL')} -t TARGET</code>: it opens this login in your browser ` +
+      `and receives its token when you are done.</p>`,
   };
 }
 
@@ -110,29 +207,100 @@ export interface LandingInput {
   email: string;
   isAdmin: boolean;
   teams: Record<string, string[]>;
+  /** When the login ends (seconds since the epoch, the token's `exp`). */
+  expiresAt: number;
   logoutUrl: string;
   csrf: string;
+}
+
+function roleBadges(roles: string[]): string {
+  return roles.map((role) => `<span class="role ${escapeHtml(role)}">${escapeHtml(role)}</span>`).join('');
+}
+
+/** The path part of the external URL: scripts call the API on the page's own origin, whatever host it was opened by. */
+function mountPath(base: string): string {
+  return base ? new URL(base).pathname.replace(/\/+$/, '') : '';
+}
+
+/**
+ * The landing page keeps the CSRF token for guarded unsafe API calls in sessionStorage (the csrf
+ * cookie is HttpOnly) and drops `csrf_token` from the address bar, so it is never bookmarked.
+ */
+function landingScript(apiPath: string): string {
+  return (
+    `(function(){` +
+    `var form=document.getElementById('logout');` +
+    `try{sessionStorage.setItem('sky.csrf_token',form.elements.namedItem('csrf_token').value);}catch(e){}` +
+    `var url=new URL(location.href);` +
+    `if(url.searchParams.has('csrf_token')){url.searchParams.delete('csrf_token');` +
+    `history.replaceState(history.state,'',url.pathname+url.search+url.hash);}` +
+    `var out=document.getElementById('api-result');` +
+    `function say(text,tone){out.textContent=text;out.className='status '+tone;}` +
+    `document.getElementById('check-api').addEventListener('click',function(){` +
+    `say('Asking the API…','');` +
+    `fetch(${JSON.stringify(apiPath)},{credentials:'same-origin',headers:{accept:'application/json'}})` +
+    `.then(function(r){if(!r.ok)throw new Error(r.status===401?'You are not logged in any more: log in again.':'The API answered '+r.status+'.');return r.json();})` +
+    `.then(function(u){var teams=Object.keys(u.teams).sort().map(function(t){return t+' ('+u.teams[t].join(', ')+')';});` +
+    `say('The API knows you as '+(u.display_user_id||u.user_id)+(teams.length?': '+teams.join(', ')+'.':', with no team.'),'ok');})` +
+    `.catch(function(e){say('The API refused: '+e.message,'bad');});});` +
+    `})();`
+  );
 }
 
 export function landingPage(input: LandingInput): Page {
   const teams = Object.entries(input.teams).sort(([a], [b]) => a.localeCompare(b));
   const rows = teams
-    .map(([team, roles]) => `<tr><td>${escapeHtml(team)}</td><td>${escapeHtml(roles.join(', '))}</td></tr>`)
+    .map(([team, roles]) => `<tr><th scope="row">${escapeHtml(team)}</th><td>${roleBadges(roles)}</td></tr>`)
     .join('');
+  const until = new Date(input.expiresAt * 1000).toISOString();
   return {
     title: 'Your teams',
-    body: () =>
-      `<h1>Hello, ${escapeHtml(input.name || input.userName || input.userId)}</h1>` +
+    body: ({ nonce, base }) =>
+      heading(`Hello, ${escapeHtml(input.name || input.userName || input.userId)}`) +
+      `<p class="lead">You are logged in until <time datetime="${until}">${until.slice(0, 16).replace('T', ' ')} UTC</time>.</p>` +
+      `<h2>Your account</h2>` +
       `<dl><dt>User</dt><dd>${escapeHtml(input.userName || '—')}</dd><dt>User id</dt><dd>${escapeHtml(input.userId)}</dd>` +
       `<dt>Email</dt><dd>${escapeHtml(input.email || 'none confirmed')}</dd>` +
       `<dt>Admin</dt><dd>${input.isAdmin ? 'yes (owner of main)' : 'no'}</dd></dl>` +
-      `<h2>Teams</h2>` +
+      `<h2>Your teams</h2>` +
       (rows
-        ? `<table><caption class="reference">Your role on each team</caption><thead><tr><th scope="col">Team</th><th scope="col">Roles</th></tr></thead><tbody>${rows}</tbody></table>`
+        ? `<table><caption>Your role on each team, from its current configuration</caption>` +
+          `<thead><tr><th scope="col">Team</th><th scope="col">Role</th></tr></thead><tbody>${rows}</tbody></table>`
         : '<p>You are not a member of any team.</p>') +
-      `<form method="post" action="${escapeHtml(input.logoutUrl)}"><input type="hidden" name="csrf_token" value="${escapeHtml(input.csrf)}">` +
-      `<p><button type="submit" class="secondary">Log out</button></p></form>`,
+      `<h2>API</h2>` +
+      `<p>Scripts on this page call the guarded API with your login cookie; changes also send its CSRF token.</p>` +
+      `<p><button type="button" class="button secondary" id="check-api">Check my access with the API</button></p>` +
+      `<p id="api-result" class="status" role="status"></p>` +
+      `<form id="logout" class="signoff" method="post" action="${escapeHtml(input.logoutUrl)}">` +
+      `<input type="hidden" name="csrf_token" value="${escapeHtml(input.csrf)}">` +
+      `<p class="muted">Logging out ends this login on every node of this CI server.</p>` +
+      `<p><button type="submit" class="button">Log out</button></p></form>` +
+      `<script nonce="${nonce}">${landingScript(`${mountPath(base)}/api/v1/user`)}</script>`,
   };
+}
+
+/** Gives up on the CLI's port after this long: a listener that never answers must not hide the token. */
+const FLY_HANDOVER_TIMEOUT_MS = 10_000;
+
+function flyScript(target: string): string {
+  return (
+    `(function(){` +
+    `var token=document.getElementById('token').value,done=false;` +
+    `function $(id){return document.getElementById(id);}` +
+    `function finish(title,detail){if(done)return;done=true;$('status').textContent=title;$('detail').textContent=detail;}` +
+    `function manual(){if(done)return;finish('Copy your token','Your browser did not let this page reach the sky CLI on port '+${JSON.stringify(new URL(target).port)}+'.');` +
+    `$('manual').hidden=false;$('token').focus();$('token').select();}` +
+    `$('copy').addEventListener('click',function(){` +
+    `function fallback(){$('token').select();var ok=false;try{ok=document.execCommand('copy');}catch(e){}` +
+    `$('copied').textContent=ok?'Copied.':'Select the token and copy it (Ctrl+C or ⌘C).';}` +
+    `if(navigator.clipboard){navigator.clipboard.writeText(token).then(function(){$('copied').textContent='Copied.';},fallback);}else{fallback();}});` +
+    `var abort=new AbortController();var timer=setTimeout(function(){abort.abort();},${FLY_HANDOVER_TIMEOUT_MS});` +
+    `fetch(${JSON.stringify(`${target}/?token=`)}+encodeURIComponent(token),{mode:'no-cors',signal:abort.signal,referrerPolicy:'no-referrer'})` +
+    `.then(function(){clearTimeout(timer);if(done)return;finish('You are logged in','The sky CLI has your token. Return to your terminal; you may close this window.');` +
+    `$('card').className='card done';$('done-icon').hidden=false;})` +
+    `.catch(function(){clearTimeout(timer);manual();});` +
+    `})();`
+  );
 }
 
 /**
@@ -141,21 +309,22 @@ export function landingPage(input: LandingInput): Page {
  */
 export function flySuccessPage(token: string, flyPort: number): Page {
   const target = `http://127.0.0.1:${flyPort}`;
+  const value = `bearer ${escapeHtml(token)}`;
   return {
-    title: 'Logged in',
+    title: 'CLI login',
     connectSrc: target,
-    body: (nonce) =>
-      `<h1 id="status">Sending your token to sky…</h1>` +
-      `<p id="detail">Your CLI is waiting on port ${flyPort}.</p>` +
-      `<div id="manual" hidden><p>Your browser did not let this page reach the CLI. Copy the token and paste it into the CLI prompt.</p>` +
-      `<label for="token">Token</label><textarea id="token" rows="6" readonly>bearer ${escapeHtml(token)}</textarea>` +
-      `<p><button type="button" id="copy">Copy token</button></p></div>` +
-      `<script nonce="${nonce}">(function(){` +
-      `var token=document.getElementById('token').value;` +
-      `function manual(){document.getElementById('status').textContent='Almost done';document.getElementById('detail').textContent='';document.getElementById('manual').hidden=false;}` +
-      `document.getElementById('copy').addEventListener('click',function(){navigator.clipboard.writeText(token).then(function(){document.getElementById('copy').textContent='Copied';});});` +
-      `fetch(${JSON.stringify(target + '/?token=')}+encodeURIComponent(token),{mode:'no-cors'})` +
-      `.then(function(){document.getElementById('status').textContent='You are logged in';document.getElementById('detail').textContent='Return to your terminal; you may close this window.';})` +
-      `.catch(manual);})();</script>`,
+    body: ({ nonce }) =>
+      `<div class="heading"><span id="done-icon" hidden>${ICON.done}</span><h1 id="status">Sending your token to the sky CLI…</h1></div>` +
+      `<p id="detail" class="lead" role="status">The CLI is waiting on port ${flyPort} of this computer.</p>` +
+      `<div id="manual" hidden>` +
+      `<p>Paste the token where the CLI asks for it. It works like a password: do not share it.</p>` +
+      `<label for="token">Token for the sky CLI</label>` +
+      `<textarea id="token" rows="6" readonly spellcheck="false" autocomplete="off">${value}</textarea>` +
+      `<div class="actions"><button type="button" class="button" id="copy">Copy token</button>` +
+      `<span id="copied" class="status ok" role="status"></span></div></div>` +
+      `<noscript><p>This page needs JavaScript to hand the token to the CLI. Copy it from here instead:</p>` +
+      `<label for="token-noscript">Token for the sky CLI</label>` +
+      `<textarea id="token-noscript" rows="6" readonly spellcheck="false">${value}</textarea></noscript>` +
+      `<script nonce="${nonce}">${flyScript(target)}</script>`,
   };
 }

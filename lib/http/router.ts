@@ -1,4 +1,4 @@
-import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
+import express, { type Request, type RequestHandler, type Router } from 'express';
 import session from 'express-session';
 import { Passport } from 'passport';
 import { BitbucketStrategy } from '../bitbucket';
@@ -24,10 +24,10 @@ import {
 import { Revocations } from '../tokens/revocations';
 import { cookieAttributes, type SkyContext } from './context';
 import { errorHandler, requestId } from './errors';
-import { authenticate, contextOf, identityOf, isAdmin, requiresAuth } from './guards';
+import { api } from './api';
+import { authenticate } from './guards';
 import { callback, login, type LoginResult } from './login';
 import { SessionStateStore } from './oauth-state';
-import { landingPage, loginPage, sendPage } from './pages';
 
 export interface SkyRouterOptions extends SkyOptions {
   /** A pino logger to use instead of sky's own. */
@@ -153,7 +153,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   router.get('/sky/issuer/keys', (_req, res) => {
     res.set('Cache-Control', 'public, max-age=300').json(jwks([key]));
   });
-  router.get('/api/v1/user', requiresAuth(), userInfo);
+  router.use(api());
   // Concourse's legacy routes keep working.
   router.get('/login', legacy(config, '/sky/login'));
   router.get('/logout', legacy(config, '/sky/logout'));
@@ -194,68 +194,5 @@ function logout(ctx: SkyContext): RequestHandler {
     ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub, jti: claims.jti }, 'logout');
     if (req.accepts(['json', 'html']) === 'html') res.redirect(303, `${ctx.config.externalUrl}/`);
     else res.status(204).end();
-  };
-}
-
-/** The teams and admin flag of a token's user, from the CURRENT team configs (SPEC §6.3). */
-async function currentAccess(req: Request) {
-  const claims = authenticate(req);
-  const ctx = contextOf(req);
-  const identity = identityOf(claims);
-  const [teams, admin] = await Promise.all([ctx.teams.teamsOf(identity), isAdmin(ctx, claims)]);
-  return { claims, teams, admin };
-}
-
-/** GET /api/v1/user (SPEC §4.7). */
-async function userInfo(req: Request, res: Response): Promise<void> {
-  const { claims, teams, admin } = await currentAccess(req);
-  res.set('Cache-Control', 'no-store').json({
-    sub: claims.sub,
-    name: claims.name,
-    user_id: claims.user_id,
-    user_name: claims.user_name,
-    email: claims.email,
-    is_admin: admin,
-    teams,
-    connector: claims.connector,
-    display_user_id: claims.user_name || claims.user_id,
-  });
-}
-
-/**
- * The web node's landing page at `/` (SPEC §4.6): who you are, your teams and roles, log out; the
- * login page when the browser holds no valid token. Mount it after sky().
- */
-export function landing(): RequestHandler {
-  return async (req, res, next) => {
-    const ctx = contextOf(req);
-    const base = ctx.config.externalUrl;
-    let access: Awaited<ReturnType<typeof currentAccess>>;
-    try {
-      access = await currentAccess(req);
-    } catch (err) {
-      if (err instanceof SkyError && err.code === 'not_authorized') {
-        const connector = ctx.config.bitbucketCloud?.name ?? 'Bitbucket Cloud';
-        sendPage(res, 200, loginPage(`${base}/sky/login`, connector));
-        return;
-      }
-      next(err);
-      return;
-    }
-    const { claims, teams, admin } = access;
-    sendPage(
-      res,
-      200,
-      landingPage({
-        name: claims.name,
-        userName: claims.user_name,
-        userId: claims.user_id,
-        email: claims.email,
-        isAdmin: admin,
-        teams,
-        logoutUrl: `${base}/sky/logout`,
-        csrf: claims.csrf,
-      }),
-    );
   };
 }

@@ -14,6 +14,11 @@ export class Keys {
     return `${this.prefix}{teams}:configs`;
   }
 
+  /** Hash: team name → JSON Principals the config names (what its index entries are). */
+  get teamPrincipals(): string {
+    return `${this.prefix}{teams}:principals`;
+  }
+
   /** Set of team names whose config names this user principal (e.g. "bitbucket-cloud:alice"). */
   userIndex(principal: string): string {
     return `${this.prefix}{teams}:idx:u:${principal}`;

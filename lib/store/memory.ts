@@ -1,6 +1,6 @@
 import { MemoryStore } from 'express-session';
 import type { StoreEvent, StoreEventListener } from './events';
-import type { Principals, RevocationRecords, Store, TeamRecords } from './records';
+import type { Principals, RevocationRecords, Store, TeamRecords, WriteMode, WriteOutcome } from './records';
 
 /** The embedded default (SPEC §2): the same records in process memory, for a single node. */
 export function createMemoryStore(): Store {
@@ -52,8 +52,9 @@ class MemoryTeamRecords implements TeamRecords {
     return found;
   }
 
-  async put(team: string, json: string, principals: Principals): Promise<boolean> {
+  async put(team: string, json: string, principals: Principals, mode: WriteMode): Promise<WriteOutcome> {
     const previous = this.configs.get(team);
+    if (!previous && mode === 'update') return 'missing';
     if (previous) this.unindex(team, previous.principals);
     this.configs.set(team, { json, principals });
     for (const key of indexKeys(principals)) {
@@ -62,7 +63,7 @@ class MemoryTeamRecords implements TeamRecords {
       teams.add(team);
     }
     this.emit({ type: 'team', team });
-    return previous === undefined;
+    return previous === undefined ? 'created' : 'updated';
   }
 
   async delete(team: string): Promise<boolean> {

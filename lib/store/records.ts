@@ -7,6 +7,9 @@ export interface Principals {
   groups: string[];
 }
 
+export type WriteMode = 'upsert' | 'update';
+export type WriteOutcome = 'created' | 'updated' | 'missing';
+
 /**
  * Team configs as stored: opaque JSON per team plus the user/group → teams index (SPEC §6.3).
  * teams/ gives the JSON its meaning; this layer keeps config and index consistent atomically.
@@ -16,8 +19,11 @@ export interface TeamRecords {
   all(): Promise<Map<string, string>>;
   /** Teams naming any of these principals, with their configs: a bounded number of round trips. */
   findByPrincipals(principals: Principals): Promise<Map<string, string>>;
-  /** Writes the config and moves the index entries; resolves true when the team is new. */
-  put(team: string, json: string, principals: Principals): Promise<boolean>;
+  /**
+   * Writes the config and moves the index entries atomically. `update` never creates: it resolves
+   * 'missing' when there is no such team (an owner must not re-create a team an admin just deleted).
+   */
+  put(team: string, json: string, principals: Principals, mode: WriteMode): Promise<WriteOutcome>;
   /** Removes the config and its index entries; resolves false when there was no such team. */
   delete(team: string): Promise<boolean>;
 }

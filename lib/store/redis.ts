@@ -5,7 +5,7 @@ import type { Logger } from '../log';
 import type { RedisConfig } from '../config/types';
 import { parseStoreEvent, type StoreEvent, type StoreEventListener } from './events';
 import { Keys } from './keys';
-import type { Principals, RevocationRecords, Store, TeamRecords } from './records';
+import type { Principals, RevocationRecords, Store, TeamRecords, WriteMode, WriteOutcome } from './records';
 
 type Client = Redis | Cluster;
 
@@ -15,12 +15,14 @@ const MAX_TEAM_WRITE_ATTEMPTS = 8;
 /*
  * KEYS: configs, principals, …old index keys, …new index keys.
  * ARGV: team, json, new principals JSON, expected old principals JSON ('' = none), number of old keys,
- *       channel, event JSON.
- * Returns -1 when the team changed since the caller read it, else 1 (created) or 0 (updated).
+ *       channel, event JSON, '1' when the team must already exist.
+ * Returns -1 when the team changed since the caller read it, -2 when it must exist and does not,
+ * else 1 (created) or 0 (updated).
  */
 const PUT_TEAM = `
 local current = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if current ~= ARGV[4] then return -1 end
+if current == '' and ARGV[8] == '1' then return -2 end
 local nold = tonumber(ARGV[5])
 for i = 3, 2 + nold do redis.call('SREM', KEYS[i], ARGV[1]) end
 for i = 3 + nold, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
@@ -76,10 +78,6 @@ class RedisTeamRecords implements TeamRecords {
     private readonly keys: Keys,
   ) {}
 
-  private get principalsKey(): string {
-    return `${this.keys.teamConfigs}:principals`;
-  }
-
   get(team: string): Promise<string | null> {
     return guarded('read team', () => this.client.hget(this.keys.teamConfigs, team));
   }
@@ -118,17 +116,32 @@ class RedisTeamRecords implements TeamRecords {
     return json ? (JSON.parse(json) as Principals) : { users: [], groups: [] };
   }
 
-  put(team: string, json: string, principals: Principals): Promise<boolean> {
+  put(team: string, json: string, principals: Principals, mode: WriteMode): Promise<WriteOutcome> {
     const event = JSON.stringify({ type: 'team', team } satisfies StoreEvent);
     const next = JSON.stringify(principals);
     return guarded('write team', async () => {
       for (let attempt = 0; attempt < MAX_TEAM_WRITE_ATTEMPTS; attempt++) {
-        const previous = await this.client.hget(this.principalsKey, team);
+        const previous = await this.client.hget(this.keys.teamPrincipals, team);
         const oldKeys = this.indexKeys(this.oldPrincipals(previous));
-        const keys = [this.keys.teamConfigs, this.principalsKey, ...oldKeys, ...this.indexKeys(principals)];
-        const args = [team, json, next, previous ?? '', String(oldKeys.length), this.keys.events, event];
+        const keys = [
+          this.keys.teamConfigs,
+          this.keys.teamPrincipals,
+          ...oldKeys,
+          ...this.indexKeys(principals),
+        ];
+        const args = [
+          team,
+          json,
+          next,
+          previous ?? '',
+          String(oldKeys.length),
+          this.keys.events,
+          event,
+          mode === 'update' ? '1' : '0',
+        ];
         const result = (await this.client.eval(PUT_TEAM, keys.length, ...keys, ...args)) as number;
-        if (result !== -1) return result === 1;
+        if (result === -2) return 'missing';
+        if (result !== -1) return result === 1 ? 'created' : 'updated';
       }
       throw new SkyError('store_unavailable', `team '${team}' is being changed concurrently; try again`);
     });
@@ -138,10 +151,10 @@ class RedisTeamRecords implements TeamRecords {
     const event = JSON.stringify({ type: 'team', team } satisfies StoreEvent);
     return guarded('delete team', async () => {
       for (let attempt = 0; attempt < MAX_TEAM_WRITE_ATTEMPTS; attempt++) {
-        const previous = await this.client.hget(this.principalsKey, team);
+        const previous = await this.client.hget(this.keys.teamPrincipals, team);
         const keys = [
           this.keys.teamConfigs,
-          this.principalsKey,
+          this.keys.teamPrincipals,
           ...this.indexKeys(this.oldPrincipals(previous)),
         ];
         const args = [team, previous ?? '', this.keys.events, event];

@@ -1,5 +1,5 @@
 import type { Identity } from '../connector';
-import type { StoreEvent, TeamRecords } from '../store';
+import type { StoreEvent, TeamRecords, WriteMode, WriteOutcome } from '../store';
 import { parseTeamAuth, principalsOf, rolesOf, teamAuthEntries, type Role, type TeamAuth } from './auth';
 
 /**
@@ -44,23 +44,32 @@ export class TeamStore {
     return teams;
   }
 
-  /** The teams and roles of a person, through the index: cost independent of the number of teams. */
-  async teamsOf(identity: Identity): Promise<Record<string, Role[]>> {
-    const teams: Record<string, Role[]> = {};
+  /**
+   * The configs of the teams where a person holds a role, through the index: two round trips whatever
+   * the number of teams (SPEC §6.3).
+   */
+  async configsOf(identity: Identity): Promise<Map<string, TeamAuth>> {
+    const teams = new Map<string, TeamAuth>();
     for (const [team, json] of await this.records.findByPrincipals(principalsOf(identity))) {
       const auth = decode(json);
-      const roles = auth ? rolesOf(identity, auth) : [];
-      if (roles.length > 0) teams[team] = roles;
+      if (auth && rolesOf(identity, auth).length > 0) teams.set(team, auth);
     }
     return teams;
   }
 
-  /** Writes a validated config; resolves 'created' or 'updated'. */
-  async put(team: string, auth: TeamAuth): Promise<'created' | 'updated'> {
-    const created = await this.records.put(team, JSON.stringify(auth), teamAuthEntries(auth));
+  /** The teams and roles of a person (highest first), through the index. */
+  async teamsOf(identity: Identity): Promise<Record<string, Role[]>> {
+    const teams: Record<string, Role[]> = {};
+    for (const [team, auth] of await this.configsOf(identity)) teams[team] = rolesOf(identity, auth);
+    return teams;
+  }
+
+  /** Writes a validated config; `update` refuses to create (resolves 'missing'). */
+  async put(team: string, auth: TeamAuth, mode: WriteMode = 'upsert'): Promise<WriteOutcome> {
+    const outcome = await this.records.put(team, JSON.stringify(auth), teamAuthEntries(auth), mode);
     this.cache.delete(team);
     this.generation++;
-    return created ? 'created' : 'updated';
+    return outcome;
   }
 
   async delete(team: string): Promise<boolean> {

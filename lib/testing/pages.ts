@@ -1,31 +1,60 @@
+import { createHash } from 'node:crypto';
 import type { FakeUser } from './fixtures';
 
-/** The fake's HTML: the consent page and its error pages. Plain HTML, no script, everything escaped. */
+/**
+ * The fake's HTML: the consent page and its error pages. Plain HTML, no script, everything escaped.
+ * It looks like its own site (Bitbucket blue) with sky's layout, and says plainly that it is a fake.
+ */
 
 export function escapeHtml(value: string): string {
   return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** Text colours are chosen for WCAG AA contrast on their backgrounds (checked by the browser test). */
 const STYLE =
-  'body{font:16px system-ui,sans-serif;color:#172b4d;background:#f4f5f7}' +
-  'main{max-width:30rem;margin:4rem auto;padding:2rem;background:#fff;border-radius:8px}' +
-  'button{padding:.6rem 1rem;margin-right:.5rem;border:0;border-radius:4px;font:inherit;cursor:pointer}' +
-  '.grant{background:#0052cc;color:#fff}.deny{background:#dfe1e6;color:#172b4d}' +
-  'label{display:block;margin:1rem 0 .25rem;font-weight:600}select{font:inherit;padding:.4rem}';
+  ':root{color-scheme:light}*{box-sizing:border-box}' +
+  'body{margin:0;min-height:100vh;display:flex;flex-direction:column;color:#172b4d;background:#f4f5f7;' +
+  'font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}' +
+  'header{background:#0747a6;color:#fff}header div{max-width:34rem;margin:0 auto;padding:.75rem 1.25rem;' +
+  'display:flex;align-items:center;gap:.75rem;font-weight:700}' +
+  '.badge{font-size:.75rem;font-weight:700;letter-spacing:.04em;text-transform:uppercase;background:#fff;color:#0747a6;' +
+  'border-radius:4px;padding:0 .4rem}' +
+  'main{flex:1;width:100%;max-width:34rem;margin:2.5rem auto;padding:0 1rem}' +
+  '.card{background:#fff;border:1px solid #dfe1e6;border-radius:8px;padding:2rem;box-shadow:0 1px 3px rgb(9 30 66 / 10%)}' +
+  '.card.error{border-top:6px solid #ae2a19}' +
+  'h1{font-size:1.5rem;line-height:1.25;margin:0 0 .75rem}p{margin:.5rem 0}ul{margin:.5rem 0;padding-left:1.25rem}' +
+  '.muted{color:#44546f}' +
+  'label{display:block;margin:1.25rem 0 .35rem;font-weight:600}' +
+  'select{font:inherit;padding:.45rem .5rem;min-width:16rem;max-width:100%;color:#172b4d;background:#fff;' +
+  'border:1px solid #738496;border-radius:4px}' +
+  '.actions{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:1.5rem}' +
+  'button{padding:.6rem 1.15rem;border:1px solid transparent;border-radius:4px;font:inherit;font-weight:600;cursor:pointer}' +
+  '.grant{background:#0052cc;color:#fff}.grant:hover{background:#0747a6}' +
+  '.deny{background:#fff;color:#172b4d;border-color:#738496}.deny:hover{background:#f1f2f4}' +
+  ':focus-visible{outline:3px solid #0052cc;outline-offset:2px}' +
+  'code{font-family:ui-monospace,Menlo,Consolas,monospace;background:#f1f2f4;padding:.1rem .3rem;border-radius:4px}';
+
+/**
+ * Styles allowed by hash: no 'unsafe-inline', and no per-response nonce to wire through the fake.
+ * form-action must allow the redirect back to any client's callback; nothing may frame the consent.
+ */
+export const PAGE_CSP =
+  `default-src 'none'; style-src 'sha256-${createHash('sha256').update(STYLE).digest('base64')}'; ` +
+  "form-action *; frame-ancestors 'none'; base-uri 'none'";
 
 /** A whole page; `body` must already be escaped HTML. */
-export function htmlPage(title: string, body: string): string {
+export function htmlPage(title: string, body: string, tone: 'error' | '' = ''): string {
   return (
-    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>` +
-    `<style>${STYLE}</style></head><body><main><h1>${escapeHtml(title)}</h1>${body}</main></body></html>`
+    `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
+    `<meta name="viewport" content="width=device-width, initial-scale=1">` +
+    `<title>${escapeHtml(title)} · Fake Bitbucket Cloud</title><style>${STYLE}</style></head>` +
+    `<body><header><div>Bitbucket Cloud <span class="badge">fake</span></div></header>` +
+    `<main><div class="card${tone ? ` ${tone}` : ''}"><h1>${escapeHtml(title)}</h1>${body}</div></main></body></html>`
   );
 }
 
-/** Inline style only; form-action must allow the redirect back to any client's callback. */
-export const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action *";
-
 export function errorPage(title: string, message: string): string {
-  return htmlPage(title, `<p>${escapeHtml(message)}</p>`);
+  return htmlPage(title, `<p>${escapeHtml(message)}</p>`, 'error');
 }
 
 function userOption(user: FakeUser): string {
@@ -39,13 +68,16 @@ export function consentPage(query: URLSearchParams, users: FakeUser[]): string {
     .filter(([name]) => name !== 'user' && name !== 'decision')
     .map(([name, value]) => `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`)
     .join('');
+  const client = query.get('client_id') ?? 'An application';
   return htmlPage(
-    'Fake Bitbucket Cloud: grant access',
-    '<p>An application wants to read your account and email addresses. ' +
-      'This is the bundled fake Bitbucket Cloud: choose who you are.</p>' +
+    'Grant access',
+    `<p><code>${escapeHtml(client)}</code> wants to:</p>` +
+      '<ul><li>read your account information</li><li>read your email addresses</li></ul>' +
+      '<p class="muted">This is the bundled fake Bitbucket Cloud, for development and tests: ' +
+      'choose which fixture user you are.</p>' +
       `<form method="post" action="/site/oauth2/authorize">${hidden}` +
       `<label for="user">Log in as</label><select id="user" name="user">${users.map(userOption).join('')}</select>` +
-      '<p><button class="grant" type="submit" name="decision" value="grant">Grant access</button>' +
-      '<button class="deny" type="submit" name="decision" value="deny">Deny</button></p></form>',
+      '<div class="actions"><button class="grant" type="submit" name="decision" value="grant">Grant access</button>' +
+      '<button class="deny" type="submit" name="decision" value="deny">Deny</button></div></form>',
   );
 }

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import express from 'express';
 import { errorHandler } from '../../lib/http/errors';
-import { landing, sky, type SkyRouter, type SkyRouterOptions } from '../../lib/http/router';
+import { landing } from '../../lib/http/landing';
+import { sky, type SkyRouter, type SkyRouterOptions } from '../../lib/http/router';
+import type { RedisConfig } from '../../lib/config/types';
 import { createLogger } from '../../lib/log';
 import { createRedisStore } from '../../lib/store';
 import { parseTeamAuth } from '../../lib/teams/auth';
@@ -27,10 +29,30 @@ export function testPrefix(): string {
   return `t${randomBytes(6).toString('hex')}:`;
 }
 
-export function redisUrl(): string {
+/**
+ * The Redis every test uses: a Redis Cluster when the harness started one (SKY_TEST_REDIS=cluster sets
+ * SKY_REDIS_CLUSTER), else REDIS_URL. Tests never build their own connection settings.
+ */
+export function testRedis(): RedisConfig {
+  const cluster = process.env['SKY_REDIS_CLUSTER'];
+  if (cluster) {
+    return {
+      cluster: cluster.split(',').map((node) => {
+        const [host = '', port = ''] = node.split(':');
+        return { host, port: Number(port) };
+      }),
+    };
+  }
   const url = process.env['REDIS_URL'];
   if (!url) throw new Error('REDIS_URL is not set: the jest global setup should have started redis-server');
-  return url;
+  return { url };
+}
+
+/** The same Redis as environment variables, for web nodes started as processes. */
+export function testRedisEnv(): Record<string, string> {
+  const cluster = process.env['SKY_REDIS_CLUSTER'];
+  if (cluster) return { SKY_REDIS_CLUSTER: cluster };
+  return { REDIS_URL: testRedis().url ?? '' };
 }
 
 export interface TestNodeOptions {
@@ -52,7 +74,7 @@ export async function startNode({
   const port = await freePort();
   const prefix = options.keyPrefix ?? testPrefix();
   const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
-  const store = createRedisStore({ url: redisUrl() }, prefix, log, 3600);
+  const store = createRedisStore(testRedis(), prefix, log, 3600);
   const teams = new TeamStore(store.teams);
   const url = `http://127.0.0.1:${port}`;
   const router = sky({
@@ -67,7 +89,7 @@ export async function startNode({
       retries: 2,
     },
     mainTeam: { users: ['alice'] },
-    redis: { url: redisUrl() },
+    redis: testRedis(),
     keyPrefix: prefix,
     logger: log,
     ...options,

@@ -66,3 +66,13 @@ test('GET /sky/logout (Concourse) works with the cookie; without a token it is 4
   const legacy = await fetch(`${node.url}/logout`, { redirect: 'manual' });
   expect(legacy.headers.get('location')).toBe(`${node.url}/sky/logout`);
 });
+
+test('the landing page drops a revoked token cookie and shows the login page', async () => {
+  const { browser, token } = await loggedIn();
+  await fetch(`${node.url}/sky/logout`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+  const page = await browser.request(`${node.url}/`);
+  expect(page.status).toBe(200);
+  expect(page.body).toContain('Log in with Bitbucket Cloud');
+  expect(page.setCookies.find((c) => c.startsWith('skymarshal_auth=;'))).toMatch(/Expires=Thu, 01 Jan 1970/);
+  expect(browser.jar.has('skymarshal_auth')).toBe(false);
+});

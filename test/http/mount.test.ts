@@ -5,7 +5,7 @@ import { createLogger } from '../../lib/log';
 import { FakeBitbucket } from '../../lib/testing';
 import { Browser } from '../harness/browser';
 import { freePort } from '../harness/global-setup';
-import { redisUrl, startNode, testPrefix } from '../harness/node';
+import { startNode, testRedis, testPrefix } from '../harness/node';
 
 /** `app.use('/ci', sky(o))` with an external URL ending in /ci works end to end (SPEC §4). */
 let fake: FakeBitbucket;
@@ -60,7 +60,7 @@ test('mounted where the external URL does not say → a clear configuration erro
       apiUrl: fake.apiUrl,
     },
     mainTeam: { users: ['alice'] },
-    redis: { url: redisUrl() },
+    redis: testRedis(),
     keyPrefix: testPrefix(),
     logger: createLogger('silent'),
   });

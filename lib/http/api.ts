@@ -1,0 +1,133 @@
+import express, { type Request, type Response, type Router } from 'express';
+import { SkyError } from '../errors';
+import { parseTeamAuth, roleOf, validateTeamName, type TeamAuth } from '../teams/auth';
+import {
+  authenticate,
+  contextOf,
+  currentAccess,
+  currentRole,
+  identityOf,
+  isAdmin,
+  requiresAdmin,
+  requiresAuth,
+  requiresTeamRole,
+} from './guards';
+
+/** What the API shows of a team (Concourse's `atc.Team` without the numeric id). */
+interface TeamView {
+  name: string;
+  auth: TeamAuth;
+}
+
+/** Team configs are small: 1,000 entries per role list of 256 characters fit comfortably. */
+const BODY_LIMIT = '1mb';
+
+/** The JSON API of SPEC §4.7: /api/v1/user and the teams routes. */
+export function api(): Router {
+  const router = express.Router();
+  router.param('team', (_req, _res, next, value: unknown) => {
+    try {
+      validateTeamName(value);
+      next();
+    } catch (err) {
+      next(err);
+    }
+  });
+  router.get('/api/v1/user', requiresAuth(), userInfo);
+  router.get('/api/v1/teams', requiresAuth(), listTeams);
+  router.get('/api/v1/teams/:team', requiresTeamRole('viewer'), getTeam);
+  router.put('/api/v1/teams/:team', requiresAuth(), express.json({ limit: BODY_LIMIT }), putTeam);
+  router.delete('/api/v1/teams/:team', requiresAdmin(), deleteTeam);
+  return router;
+}
+
+const teamParam = (req: Request): string => (req.params as { team: string }).team;
+const forbidden = (): SkyError => new SkyError('forbidden', 'forbidden');
+
+/** GET /api/v1/user. */
+async function userInfo(req: Request, res: Response): Promise<void> {
+  const { claims, teams, admin } = await currentAccess(req);
+  res.set('Cache-Control', 'no-store').json({
+    sub: claims.sub,
+    name: claims.name,
+    user_id: claims.user_id,
+    user_name: claims.user_name,
+    email: claims.email,
+    is_admin: admin,
+    teams,
+    connector: claims.connector,
+    display_user_id: claims.user_name || claims.user_id,
+  });
+}
+
+/** GET /api/v1/teams: the teams where the caller holds any role; every team for an admin. */
+async function listTeams(req: Request, res: Response): Promise<void> {
+  const claims = authenticate(req);
+  const ctx = contextOf(req);
+  const identity = identityOf(claims);
+  const teams = (await isAdmin(ctx, claims)) ? await ctx.teams.all() : await ctx.teams.configsOf(identity);
+  const views: TeamView[] = [...teams]
+    .map(([name, auth]) => ({ name, auth }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  res.set('Cache-Control', 'no-store').json(views);
+}
+
+/** GET /api/v1/teams/:team (viewer or admin). */
+async function getTeam(req: Request, res: Response): Promise<void> {
+  const name = teamParam(req);
+  const auth = await contextOf(req).teams.get(name);
+  if (!auth) throw new SkyError('team_not_found', `team '${name}' not found`);
+  res.set('Cache-Control', 'no-store').json({ name, auth } satisfies TeamView);
+}
+
+/**
+ * PUT /api/v1/teams/:team with {"auth": …}: 200 when an owner or an admin updates, 201 when an admin
+ * creates, 400 with the validation message. Who may act is settled before the body is judged.
+ */
+async function putTeam(req: Request, res: Response): Promise<void> {
+  const claims = authenticate(req);
+  const ctx = contextOf(req);
+  const name = teamParam(req);
+  const [held, admin] = await Promise.all([currentRole(ctx, claims, name), isAdmin(ctx, claims)]);
+  if (!admin && held !== 'owner') throw forbidden();
+  if (!req.is('application/json')) {
+    throw new SkyError(
+      'invalid_request',
+      'send the team as JSON {"auth": …} with Content-Type: application/json',
+      {
+        status: 415,
+      },
+    );
+  }
+  const body: unknown = req.body;
+  const raw =
+    typeof body === 'object' && body !== null && !Array.isArray(body)
+      ? (body as Record<string, unknown>)['auth']
+      : undefined;
+  const auth = parseTeamAuth(raw);
+  if (name === 'main' && roleOf(identityOf(claims), auth) !== 'owner') {
+    // No lock-outs: whoever changes main keeps owning it (and so stays admin).
+    throw new SkyError(
+      'invalid_team',
+      'the new config of main must keep you as an owner (its owners are the admins; this avoids a lock-out)',
+    );
+  }
+  // An owner who is not admin may only update: if the team vanished meanwhile, they must not create it.
+  const outcome = await ctx.teams.put(name, auth, admin ? 'upsert' : 'update');
+  if (outcome === 'missing') throw forbidden();
+  ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub, team: name, outcome }, 'team saved');
+  res
+    .status(outcome === 'created' ? 201 : 200)
+    .set('Cache-Control', 'no-store')
+    .json({ name, auth } satisfies TeamView);
+}
+
+/** DELETE /api/v1/teams/:team (admin); `main` cannot be deleted. */
+async function deleteTeam(req: Request, res: Response): Promise<void> {
+  const ctx = contextOf(req);
+  const name = teamParam(req);
+  if (name === 'main') throw new SkyError('forbidden', 'the main team cannot be deleted');
+  if (!(await ctx.teams.delete(name))) throw new SkyError('team_not_found', `team '${name}' not found`);
+  ctx.log.info({ reqId: req.skyRequestId, sub: req.skyToken?.sub, team: name }, 'team deleted');
+  res.status(204).end();
+}
