@@ -1,0 +1,165 @@
+import { SkyError, type SkyErrorCode } from '../errors';
+import { CliExit } from './io';
+import { updateTargets, type Target } from './skyrc';
+
+/** How long one HTTP call to the web node may take. */
+const TIMEOUT_MS = 30_000;
+
+/** A target being worked on: its name, where it is saved, and its current tokens. */
+export interface Session {
+  name: string;
+  file: string;
+  target: Target;
+}
+
+/** Certificate failures that a private CA explains; the message says how to trust it. */
+const TLS_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** fly's message when the target does not answer at all. */
+function unreachable(name: string, err: unknown): CliExit {
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+  const code = typeof cause?.code === 'string' ? cause.code : '';
+  const detail = typeof cause?.message === 'string' ? cause.message : (err as Error).message;
+  const hint = TLS_CODES.has(code)
+    ? '\nits TLS certificate is not trusted. for a private CA, point NODE_EXTRA_CA_CERTS at its PEM file.\n'
+    : '\nis the targeted CI server running? better go catch it lol\n';
+  return new CliExit(`could not reach the CI server called ${name}:\n\n    ${detail}\n${hint}`);
+}
+
+/** fetch with a timeout, and the network failures said in words (never a stack trace). */
+export async function send(name: string, url: string, init: RequestInit = {}): Promise<Response> {
+  try {
+    return await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+  } catch (err) {
+    if ((err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError') {
+      throw new SkyError('upstream_timeout', `${url} did not answer within ${TIMEOUT_MS / 1000}s`, {
+        cause: err,
+      });
+    }
+    throw unreachable(name, err);
+  }
+}
+
+/** fly's hint when the token is missing, expired or revoked. */
+export function notAuthorized(name: string, hadToken: boolean): CliExit {
+  const headline = hadToken
+    ? 'not authorized. run the following to log in again:'
+    : 'not logged in. run the following to log in:';
+  return new CliExit(`${headline}\n\n    sky -t ${name} login\n`);
+}
+
+const STATUS_CODES: Record<number, SkyErrorCode> = {
+  400: 'invalid_request',
+  401: 'not_authorized',
+  403: 'forbidden',
+  404: 'not_found',
+  413: 'payload_too_large',
+};
+
+/** The server's own words for a failed call: `message` of sky's JSON errors, else the status line. */
+export async function serverError(res: Response): Promise<SkyError> {
+  const text = await res.text().catch(() => '');
+  let message = `${res.status} ${res.statusText}`.trim();
+  if ((res.headers.get('content-type') ?? '').includes('json')) {
+    try {
+      const body = JSON.parse(text) as Record<string, unknown>;
+      const said = body['message'] ?? body['error_description'] ?? body['error'];
+      if (typeof said === 'string' && said) message = said;
+    } catch {
+      // not JSON after all: the status line says enough
+    }
+  } else if (text.trim() && text.length <= 200 && !text.includes('<')) {
+    message = text.trim();
+  }
+  const location = res.headers.get('location');
+  if (res.status >= 300 && res.status < 400 && location) {
+    // Redirects are not followed, so a bearer token never travels to another host.
+    message = `the server redirected to ${location}: log in again with that URL (sky login -c)`;
+  }
+  const code = STATUS_CODES[res.status] ?? 'upstream_error';
+  return new SkyError(code, message, { status: res.status });
+}
+
+async function discard(res: Response): Promise<void> {
+  await res.body?.cancel().catch(() => undefined);
+}
+
+function request(session: Session, path: string, token: string, init: RequestInit): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set('authorization', `Bearer ${token}`);
+  headers.set('accept', 'application/json');
+  return send(session.name, session.target.api + path, { ...init, headers });
+}
+
+/**
+ * Every authenticated call of every command goes through here: on a 401 it redeems the target's
+ * refresh token once (POST /sky/token), saves the rotated tokens, and retries the request once.
+ */
+export async function callApi(session: Session, path: string, init: RequestInit = {}): Promise<Response> {
+  const token = session.target.token?.value;
+  if (!token) throw notAuthorized(session.name, false);
+  const first = await request(session, path, token, init);
+  if (first.status !== 401) return first;
+  await discard(first);
+  const renewed = await refresh(session);
+  const second = await request(session, path, renewed, init);
+  if (second.status !== 401) return second;
+  await discard(second);
+  throw notAuthorized(session.name, true);
+}
+
+/** Redeems the refresh token (RFC 6749 §6); returns the new access token or throws fly's "log in again". */
+async function refresh(session: Session): Promise<string> {
+  const refreshToken = session.target.refresh_token;
+  if (!refreshToken) throw notAuthorized(session.name, true);
+  const res = await send(session.name, `${session.target.api}/sky/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }).toString(),
+  });
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  const access = body['access_token'];
+  if (res.ok && typeof access === 'string' && access) {
+    const rotated = typeof body['refresh_token'] === 'string' ? body['refresh_token'] : undefined;
+    await saveTokens(session, access, rotated ?? refreshToken);
+    return access;
+  }
+  if (res.status >= 500) {
+    const said = body['error_description'] ?? body['message'] ?? `${res.status} ${res.statusText}`;
+    throw new SkyError('upstream_error', `could not refresh the token: ${String(said)}`, {
+      status: res.status,
+    });
+  }
+  // A dead refresh token would fail the same way next time: forget it.
+  if (body['error'] === 'invalid_grant') await saveTokens(session, session.target.token?.value, undefined);
+  throw notAuthorized(session.name, true);
+}
+
+/** Writes the target's new tokens to the file (0600); other targets and keys stay as they are. */
+async function saveTokens(session: Session, access: string | undefined, refreshToken: string | undefined) {
+  const next: Target = { ...session.target };
+  if (access === undefined) delete next.token;
+  else next.token = { type: 'bearer', value: access };
+  if (refreshToken === undefined) delete next.refresh_token;
+  else next.refresh_token = refreshToken;
+  session.target = next;
+  await updateTargets(session.file, (targets) => {
+    const stored = targets[session.name] ?? { api: next.api, team: next.team };
+    delete stored.token;
+    delete stored.refresh_token;
+    targets[session.name] = { ...stored, ...next };
+  });
+}
+
+/** The JSON body of a successful call, or the server's error. */
+export async function expectJson<T>(res: Response): Promise<T> {
+  if (!res.ok) throw await serverError(res);
+  return (await res.json()) as T;
+}

@@ -1,0 +1,121 @@
+import { SkyError } from '../../errors';
+import { callApi, expectJson, send, serverError, type Session } from '../client';
+import { booleanOption, openSession, print, type CommandSpec, type Context, type Values } from '../command';
+import { renderTable } from '../io';
+import { loadTargets, updateTargets, type TargetToken } from '../skyrc';
+
+/** GET /api/v1/user. */
+interface UserInfo {
+  user_name?: string;
+  display_user_id?: string;
+  user_id?: string;
+  teams?: Record<string, string[]>;
+}
+
+/** fly userinfo: who the token says you are, and your roles. */
+async function userinfo(ctx: Context, values: Values): Promise<void> {
+  const session = await openSession(ctx);
+  const user = await expectJson<UserInfo>(await callApi(session, '/api/v1/user'));
+  if (booleanOption(values, 'json')) {
+    print(ctx, JSON.stringify(user, null, 2) + '\n');
+    return;
+  }
+  const roles = Object.entries(user.teams ?? {})
+    .flatMap(([team, held]) => held.map((role) => `${team}/${role}`))
+    .sort();
+  const name = user.display_user_id || user.user_name || user.user_id || '';
+  print(ctx, renderTable(['username', 'team/role'], [[name, roles.join(',')]], ctx.printHeaders));
+}
+
+/**
+ * Revokes the token at the web node, then forgets it. A token the node already refuses (401) is
+ * forgotten too; when the node cannot be reached the token is kept, so the logout can be retried.
+ * The refresh token travels along so a node that tracks it can revoke it with the session.
+ */
+async function revoke(session: Session): Promise<void> {
+  const token = session.target.token?.value;
+  if (token) {
+    const body = new URLSearchParams(
+      session.target.refresh_token ? { refresh_token: session.target.refresh_token } : {},
+    );
+    const res = await send(session.name, `${session.target.api}/sky/logout`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        accept: 'application/json',
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: body.toString(),
+    });
+    if (!res.ok && res.status !== 401) throw await serverError(res);
+    await res.body?.cancel();
+  }
+  await updateTargets(session.file, (targets) => {
+    const target = targets[session.name];
+    if (!target) return;
+    delete target.token;
+    delete target.refresh_token;
+  });
+}
+
+/** fly logout: -t one target, or -a every target. */
+async function logout(ctx: Context, values: Values): Promise<void> {
+  const all = booleanOption(values, 'all');
+  if (ctx.target && !all) {
+    await revoke(await openSession(ctx));
+    print(ctx, `logged out of target: ${ctx.target}\n`);
+    return;
+  }
+  if (!ctx.target && all) {
+    const targets = await loadTargets(ctx.file);
+    for (const [name, target] of Object.entries(targets)) await revoke({ name, file: ctx.file, target });
+    print(ctx, 'logged out of all targets\n');
+    return;
+  }
+  throw new SkyError('invalid_request', 'must specify either --target or --all');
+}
+
+/** The token's `exp` as fly shows it (RFC 1123, UTC), or "n/a". */
+function expiry(token: TargetToken | undefined): string {
+  if (!token?.value) return 'n/a';
+  try {
+    const payload = JSON.parse(Buffer.from(token.value.split('.')[1] ?? '', 'base64url').toString()) as {
+      exp?: unknown;
+    };
+    if (typeof payload.exp !== 'number') return 'n/a: invalid token';
+    return new Date(payload.exp * 1000).toUTCString().replace('GMT', 'UTC');
+  } catch {
+    return 'n/a: invalid token';
+  }
+}
+
+/** fly targets: every saved target, its URL, team and token expiry. */
+async function listTargets(ctx: Context): Promise<void> {
+  const targets = await loadTargets(ctx.file);
+  const rows = Object.entries(targets).map(([name, t]) => [name, t.api, t.team, expiry(t.token)]);
+  print(ctx, renderTable(['name', 'url', 'team', 'expiry'], rows, ctx.printHeaders));
+}
+
+export const userinfoCommand: CommandSpec = {
+  name: 'userinfo',
+  aliases: [],
+  summary: 'User information',
+  options: { json: { type: 'boolean', description: 'Print command result as JSON' } },
+  run: userinfo,
+};
+
+export const logoutCommand: CommandSpec = {
+  name: 'logout',
+  aliases: [],
+  summary: 'Release authentication and delete the token from .skyrc',
+  options: { all: { type: 'boolean', short: 'a', description: 'Logout of all targets' } },
+  run: logout,
+};
+
+export const targetsCommand: CommandSpec = {
+  name: 'targets',
+  aliases: ['ts'],
+  summary: 'List saved targets',
+  options: {},
+  run: listTargets,
+};

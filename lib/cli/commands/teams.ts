@@ -1,0 +1,233 @@
+import { readFile } from 'node:fs/promises';
+import { SkyError } from '../../errors';
+import {
+  parseRolesYaml,
+  ROLES,
+  teamAuthFromFlags,
+  validateTeamName,
+  type RoleMembers,
+  type TeamAuth,
+} from '../../teams/auth';
+import { callApi, expectJson, serverError } from '../client';
+import {
+  booleanOption,
+  listOption,
+  openSession,
+  print,
+  requiredOption,
+  stringOption,
+  type CommandSpec,
+  type Context,
+  type Values,
+} from '../command';
+import { CliExit, renderTable } from '../io';
+
+/** A team as the API shows it. */
+interface TeamView {
+  name: string;
+  auth: TeamAuth;
+}
+
+const teamPath = (team: string): string => `/api/v1/teams/${encodeURIComponent(team)}`;
+
+function json(ctx: Context, value: unknown): void {
+  print(ctx, JSON.stringify(value, null, 2) + '\n');
+}
+
+/** fly's "name/role  users  groups" rows; "none" for an empty list, "all" when both are empty. */
+function roleRows(team: TeamView): string[][] {
+  return Object.entries(team.auth).map(([role, members]: [string, RoleMembers | undefined]) => {
+    const users = members?.users ?? [];
+    const groups = members?.groups ?? [];
+    return [
+      `${team.name}/${role}`,
+      users.length > 0 ? users.join(',') : groups.length > 0 ? 'none' : 'all',
+      groups.length > 0 ? groups.join(',') : 'none',
+    ];
+  });
+}
+
+/** The auth config from -c roles.yml, or from the flags (every user and team an owner), as fly builds it. */
+async function authFromOptions(values: Values): Promise<TeamAuth> {
+  // fly skips empty flag values ("--bitbucket-cloud-user ''"), then finds no members.
+  const users = listOption(values, 'bitbucket-cloud-user').filter((u) => u.trim() !== '');
+  const teams = listOption(values, 'bitbucket-cloud-team').filter((t) => t.trim() !== '');
+  const config = stringOption(values, 'config');
+  if (config === undefined) return teamAuthFromFlags(users, teams);
+  if (users.length > 0 || teams.length > 0) {
+    throw new SkyError(
+      'invalid_request',
+      '--config cannot be combined with --bitbucket-cloud-user or --bitbucket-cloud-team: put every user and team in the roles file',
+    );
+  }
+  let text: string;
+  try {
+    text = await readFile(config, 'utf8');
+  } catch (err) {
+    throw new SkyError(
+      'invalid_request',
+      `could not read the config file '${config}': ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  return parseRolesYaml(text);
+}
+
+/** fly's rendering of the config about to be applied. */
+function describeTeam(name: string, auth: TeamAuth): string {
+  const lines = [`setting team: ${name}`];
+  const list = (entries: string[]): string[] =>
+    entries.length > 0 ? entries.map((e) => `  - ${e}`) : ['    none'];
+  for (const role of Object.keys(auth).sort()) {
+    const members = auth[role as keyof TeamAuth];
+    lines.push(
+      '',
+      `role ${role}:`,
+      '  users:',
+      ...list(members?.users ?? []),
+      '',
+      '  groups:',
+      ...list(members?.groups ?? []),
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+async function confirmed(ctx: Context, question: string): Promise<string> {
+  return ((await ctx.prompter.ask(question)) ?? '').trim();
+}
+
+/** fly set-team: validate locally, show, confirm, PUT; "team created" or "team updated". */
+async function setTeam(ctx: Context, values: Values): Promise<void> {
+  const name = validateTeamName(requiredOption(values, 'team-name', 'n'));
+  const session = await openSession(ctx);
+  const auth = await authFromOptions(values);
+  print(ctx, describeTeam(name, auth));
+  if (!booleanOption(values, 'non-interactive')) {
+    const answer = (await confirmed(ctx, '\napply team configuration? [yN]: ')).toLowerCase();
+    if (answer !== 'y' && answer !== 'yes') throw new CliExit('bailing out\n');
+  }
+  const res = await callApi(session, teamPath(name), {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ auth }),
+  });
+  if (res.status === 201) print(ctx, 'team created\n');
+  else if (res.ok) print(ctx, 'team updated\n');
+  else throw await serverError(res);
+  await res.body?.cancel();
+}
+
+/** fly teams [-d]: the teams the caller may see (all of them for an admin). */
+async function listTeams(ctx: Context, values: Values): Promise<void> {
+  const session = await openSession(ctx);
+  const teams = await expectJson<TeamView[]>(await callApi(session, '/api/v1/teams'));
+  if (booleanOption(values, 'json')) return json(ctx, teams);
+  if (booleanOption(values, 'details')) {
+    print(ctx, renderTable(['name/role', 'users', 'groups'], teams.flatMap(roleRows), ctx.printHeaders));
+  } else {
+    print(
+      ctx,
+      renderTable(
+        ['name'],
+        teams.map((t) => [t.name]),
+        ctx.printHeaders,
+      ),
+    );
+  }
+}
+
+/** fly get-team -n: one team's roles. */
+async function getTeam(ctx: Context, values: Values): Promise<void> {
+  const name = validateTeamName(requiredOption(values, 'team-name', 'n'));
+  const session = await openSession(ctx);
+  const team = await expectJson<TeamView>(await callApi(session, teamPath(name)));
+  if (booleanOption(values, 'json')) return json(ctx, team);
+  print(ctx, renderTable(['name/role', 'users', 'groups'], roleRows(team), ctx.printHeaders));
+}
+
+/** fly destroy-team -n: asks for the team name again unless --non-interactive. */
+async function destroyTeam(ctx: Context, values: Values): Promise<void> {
+  const name = validateTeamName(requiredOption(values, 'team-name', 'n'));
+  const session = await openSession(ctx);
+  print(ctx, `!!! this will remove all data for team \`${name}\`\n\n`);
+  if (!booleanOption(values, 'non-interactive')) {
+    const typed = await confirmed(ctx, 'are you sure? please type the team name to continue: ');
+    if (typed !== name) throw new CliExit('incorrect team name; bailing out\n');
+  }
+  const res = await callApi(session, teamPath(name), { method: 'DELETE' });
+  if (!res.ok) {
+    const err = await serverError(res);
+    throw new CliExit(`\ncould not destroy \`${name}\`\n\n${err.message}\n`);
+  }
+  await res.body?.cancel();
+  print(ctx, `\n\`${name}\` deleted\n`);
+}
+
+const teamName = (description: string) =>
+  ({ type: 'string', short: 'n', value: 'TEAM', description }) as const;
+const nonInteractive = (description: string) => ({ type: 'boolean', description }) as const;
+
+export const setTeamCommand: CommandSpec = {
+  name: 'set-team',
+  aliases: ['st'],
+  summary: 'Create or modify a team to have the given credentials',
+  options: {
+    'team-name': teamName('The team to create or modify'),
+    'non-interactive': nonInteractive('Force apply configuration'),
+    'bitbucket-cloud-user': {
+      type: 'string',
+      multiple: true,
+      value: 'USERNAME',
+      description: 'A Bitbucket Cloud user (username, account id or {uuid}) to make an owner; repeatable',
+    },
+    'bitbucket-cloud-team': {
+      type: 'string',
+      multiple: true,
+      value: 'WORKSPACE',
+      description: 'A Bitbucket Cloud workspace (or workspace/group) to make an owner; repeatable',
+    },
+    config: {
+      type: 'string',
+      short: 'c',
+      value: 'FILE',
+      description: `Roles YAML: roles: [{name, bitbucket-cloud: {users, teams}}] (roles: ${ROLES.join(', ')})`,
+    },
+  },
+  run: setTeam,
+};
+
+export const teamsCommand: CommandSpec = {
+  name: 'teams',
+  aliases: ['t'],
+  summary: 'List the configured teams',
+  options: {
+    details: { type: 'boolean', short: 'd', description: 'Print authentication configuration' },
+    json: { type: 'boolean', description: 'Print command result as JSON' },
+  },
+  run: listTeams,
+};
+
+export const getTeamCommand: CommandSpec = {
+  name: 'get-team',
+  aliases: ['gt'],
+  summary: 'Show team configuration',
+  options: {
+    'team-name': teamName('Get configuration of this team'),
+    json: { type: 'boolean', short: 'j', description: 'Print command result as JSON' },
+  },
+  run: getTeam,
+};
+
+export const destroyTeamCommand: CommandSpec = {
+  name: 'destroy-team',
+  aliases: ['dt'],
+  summary: 'Destroy a team and delete all of its data',
+  options: {
+    'team-name': teamName('The team to delete'),
+    'non-interactive': nonInteractive('Force apply configuration'),
+  },
+  run: destroyTeam,
+};
