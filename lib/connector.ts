@@ -35,3 +35,16 @@ export interface AuthorizeParams {
   codeChallenge: string;
   redirectUri: string;
 }
+
+/**
+ * What sky needs of a provider after login, to refresh (SPEC §8). A refresh whose grant the provider
+ * revoked rejects with SkyError code `upstream_revoked`.
+ */
+export interface Connector {
+  /** Connector id, the prefix of team config entries ("bitbucket-cloud"). */
+  readonly id: string;
+  /** Redeems the upstream refresh token; providers that rotate return the new one. */
+  refresh(refreshToken: string): Promise<UpstreamTokens>;
+  /** Who the access token's owner is now, with their current groups. */
+  identity(accessToken: string): Promise<Identity>;
+}

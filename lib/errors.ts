@@ -9,6 +9,7 @@ export type SkyErrorCode =
   | 'not_in_any_team'
   | 'not_in_allowed_teams'
   | 'invalid_grant'
+  | 'unsupported_grant_type'
   | 'invalid_team'
   | 'team_not_found'
   | 'upstream_error'
@@ -31,6 +32,7 @@ const DEFAULT_STATUS: Record<SkyErrorCode, number> = {
   not_in_any_team: 403,
   not_in_allowed_teams: 403,
   invalid_grant: 400,
+  unsupported_grant_type: 400,
   invalid_team: 400,
   team_not_found: 404,
   upstream_error: 502,

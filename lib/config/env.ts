@@ -69,6 +69,7 @@ export function applyEnv(layered: Layered, env: Record<string, string | undefine
     delete layered.signingKey;
   });
   str('CONCOURSE_AUTH_DURATION', (v) => (layered.authDuration = v));
+  str('SKY_REFRESH_DURATION', (v) => (layered.refreshDuration = v));
   str(
     'CONCOURSE_COOKIE_SECURE',
     (v) => (layered.cookieSecure = { value: parseBoolean(v.value, v.source), source: v.source }),

@@ -11,7 +11,9 @@ import type { BitbucketCloudConfig, Config } from './types';
 export type { SkyOptions } from './options';
 export type { BitbucketCloudConfig, Config, RedisConfig } from './types';
 
-const MAX_AUTH_DURATION_MS = 30 * 24 * 3600_000;
+const HOUR_MS = 3600_000;
+const MAX_AUTH_DURATION_MS = 720 * HOUR_MS;
+const MAX_REFRESH_DURATION_MS = 2160 * HOUR_MS;
 
 /** The shape of programmatic options; values are checked further, with the same rules for every source. */
 const optionsSchema = z
@@ -37,6 +39,7 @@ const optionsSchema = z
     signingKey: z.string(),
     signingKeyFile: z.string(),
     authDuration: z.union([z.string(), z.number()]),
+    refreshDuration: z.union([z.string(), z.number()]),
     cookieSecure: z.boolean(),
     redis: z
       .object({
@@ -81,7 +84,7 @@ function fromOptions(options: SkyOptions): Layered {
 }
 
 /** Go-style durations (24h, 90m, 1h30m, 45s), as CONCOURSE_AUTH_DURATION takes them; numbers are ms. */
-export function parseDuration(value: string | number, source: string): number {
+export function parseDuration(value: string | number, source: string, maxMs = MAX_AUTH_DURATION_MS): number {
   let ms: number;
   if (typeof value === 'number') ms = value;
   else {
@@ -93,8 +96,8 @@ export function parseDuration(value: string | number, source: string): number {
     if (Number.isNaN(ms))
       throw invalid([`${source}: invalid duration '${value.slice(0, 40)}' (use e.g. 24h, 90m)`]);
   }
-  if (!(ms > 0 && ms <= MAX_AUTH_DURATION_MS))
-    throw invalid([`${source}: duration must be more than 0 and at most 720h`]);
+  if (!(ms > 0 && ms <= maxMs))
+    throw invalid([`${source}: duration must be more than 0 and at most ${maxMs / HOUR_MS}h`]);
   return ms;
 }
 
@@ -237,6 +240,21 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     }
   }
 
+  let refreshDurationMs = 720 * HOUR_MS;
+  if (layered.refreshDuration) {
+    const { value, source } = layered.refreshDuration;
+    try {
+      refreshDurationMs = parseDuration(value, source, MAX_REFRESH_DURATION_MS);
+    } catch (err) {
+      problems.push((err as Error).message.replace(/^invalid sky configuration: /, ''));
+    }
+  }
+  if (refreshDurationMs < authDurationMs) {
+    problems.push(
+      `${layered.refreshDuration?.source ?? 'SKY_REFRESH_DURATION'}: the refresh lifetime must be at least the token lifetime (CONCOURSE_AUTH_DURATION)`,
+    );
+  }
+
   const redis = layered.redis?.value ?? null;
   if (redis?.url && !/^rediss?:\/\//.test(redis.url))
     problems.push(`${layered.redis?.source}: must be a redis:// or rediss:// URL`);
@@ -268,6 +286,7 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     mainTeam,
     signingKeyPem,
     authDurationMs,
+    refreshDurationMs,
     cookieSecure: layered.cookieSecure?.value ?? externalUrl.startsWith('https:'),
     redis,
     keyPrefix,

@@ -26,6 +26,8 @@ export interface SkyOptions {
   signingKeyFile?: string;
   /** '24h', '90m', '1h30m', '45s', or milliseconds. */
   authDuration?: string | number;
+  /** Lifetime of a login's refresh tokens and of the sealed Bitbucket tokens: '720h' (default), or ms. */
+  refreshDuration?: string | number;
   cookieSecure?: boolean;
   redis?: {
     url?: string;

@@ -50,6 +50,8 @@ export interface Config {
   signingKeyPem: string | null;
   /** Token lifetime in milliseconds. */
   authDurationMs: number;
+  /** Absolute lifetime of a login's refresh tokens (and of the browser session) in milliseconds. */
+  refreshDurationMs: number;
   cookieSecure: boolean;
   /** null = in-memory embedded default. */
   redis: RedisConfig | null;

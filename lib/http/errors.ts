@@ -89,8 +89,26 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
 function wantsJson(req: Request): boolean {
   const path = req.path;
   if (path.startsWith('/api/') || path === '/sky/token' || path.startsWith('/sky/issuer/keys')) return true;
-  if (path.startsWith('/sky/') || path === '/login' || path === '/logout') return false;
+  if (path.startsWith('/sky/') && path !== '/sky/logout') return false;
+  if (path === '/login' || path === '/logout') return false;
   return req.accepts(['json', 'html']) === 'json';
+}
+
+/** RFC 6749 §5.2 error codes of the token endpoint; a passing outage is `temporarily_unavailable`. */
+function oauthError(error: SkyError): string {
+  switch (error.code) {
+    case 'invalid_grant':
+    case 'unsupported_grant_type':
+      return error.code;
+    case 'invalid_request':
+    case 'payload_too_large':
+      return 'invalid_request';
+    case 'internal':
+    case 'invalid_config':
+      return 'server_error';
+    default:
+      return error.status >= 500 ? 'temporarily_unavailable' : 'invalid_request';
+  }
 }
 
 /** Turns anything thrown into one of our errors; unknown errors are internal and logged in full. */
@@ -122,7 +140,7 @@ export function errorHandler(): ErrorRequestHandler {
   return (err: unknown, req: Request, res: Response, next: NextFunction) => {
     const error = toSkyError(err);
     const log = req.sky?.log ?? (fallbackLog ??= createLogger());
-    const entry = { reqId: req.skyRequestId, code: error.code, status: error.status, path: req.path };
+    const entry = { reqId: req.skyRequestId, error: error.code, status: error.status, path: req.path };
     if (error.status >= 500) log.error({ ...entry, err: error.cause ?? error }, error.message);
     else log.info(entry, error.message);
     if (res.headersSent) {
@@ -135,6 +153,13 @@ export function errorHandler(): ErrorRequestHandler {
       res.append('Set-Cookie', clearAuthCookies(parseCookies(req.get('cookie')), attrs));
     }
     if (error.status === 503 || error.status === 429) res.set('Retry-After', '60');
+    if (req.path === '/sky/token') {
+      res
+        .status(error.status)
+        .set('Cache-Control', 'no-store')
+        .json({ error: oauthError(error), error_description: error.message });
+      return;
+    }
     if (wantsJson(req)) {
       res
         .status(error.status)

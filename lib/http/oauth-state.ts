@@ -20,7 +20,8 @@ declare module 'express-session' {
     skyLogins?: Record<string, Pending>;
     /** Who this session belongs to once logged in. */
     skySubject?: string;
-    skyTokenId?: string;
+    /** The browser's refresh token, sealed (SPEC §8: kept server-side). */
+    skyRefresh?: string;
   }
 }
 

@@ -286,6 +286,7 @@ function flyScript(target: string): string {
   return (
     `(function(){` +
     `var token=document.getElementById('token').value,done=false;` +
+    `var refresh=document.getElementById('token').getAttribute('data-refresh-token');` +
     `function $(id){return document.getElementById(id);}` +
     `function finish(title,detail){if(done)return;done=true;$('status').textContent=title;$('detail').textContent=detail;}` +
     `function manual(){if(done)return;finish('Copy your token','Your browser did not let this page reach the sky CLI on port '+${JSON.stringify(new URL(target).port)}+'.');` +
@@ -295,7 +296,7 @@ function flyScript(target: string): string {
     `$('copied').textContent=ok?'Copied.':'Select the token and copy it (Ctrl+C or ⌘C).';}` +
     `if(navigator.clipboard){navigator.clipboard.writeText(token).then(function(){$('copied').textContent='Copied.';},fallback);}else{fallback();}});` +
     `var abort=new AbortController();var timer=setTimeout(function(){abort.abort();},${FLY_HANDOVER_TIMEOUT_MS});` +
-    `fetch(${JSON.stringify(`${target}/?token=`)}+encodeURIComponent(token),{mode:'no-cors',signal:abort.signal,referrerPolicy:'no-referrer'})` +
+    `fetch(${JSON.stringify(`${target}/?token=`)}+encodeURIComponent(token)+(refresh?'&refresh_token='+encodeURIComponent(refresh):''),{mode:'no-cors',signal:abort.signal,referrerPolicy:'no-referrer'})` +
     `.then(function(){clearTimeout(timer);if(done)return;finish('You are logged in','The sky CLI has your token. Return to your terminal; you may close this window.');` +
     `$('card').className='card done';$('done-icon').hidden=false;})` +
     `.catch(function(){clearTimeout(timer);manual();});` +
@@ -307,9 +308,11 @@ function flyScript(target: string): string {
  * The fly success page (SPEC §4.6): hands the token to the CLI on its local port; when the browser
  * blocks that, shows the token with a copy button (Concourse #8529, #9447).
  */
-export function flySuccessPage(token: string, flyPort: number): Page {
+export function flySuccessPage(token: string, flyPort: number, refreshToken?: string): Page {
   const target = `http://127.0.0.1:${flyPort}`;
   const value = `bearer ${escapeHtml(token)}`;
+  // Handed to the CLI with the token; a pasted token works until it expires, without refresh.
+  const refresh = refreshToken ? ` data-refresh-token="${escapeHtml(refreshToken)}"` : '';
   return {
     title: 'CLI login',
     connectSrc: target,
@@ -319,7 +322,7 @@ export function flySuccessPage(token: string, flyPort: number): Page {
       `<div id="manual" hidden>` +
       `<p>Paste the token where the CLI asks for it. It works like a password: do not share it.</p>` +
       `<label for="token">Token for the sky CLI</label>` +
-      `<textarea id="token" rows="6" readonly spellcheck="false" autocomplete="off">${value}</textarea>` +
+      `<textarea id="token" rows="6" readonly spellcheck="false" autocomplete="off"${refresh}>${value}</textarea>` +
       `<div class="actions"><button type="button" class="button" id="copy">Copy token</button>` +
       `<span id="copied" class="status ok" role="status"></span></div></div>` +
       `<noscript><p>This page needs JavaScript to hand the token to the CLI. Copy it from here instead:</p>` +

@@ -1,7 +1,7 @@
 import express, { type Request, type RequestHandler, type Router } from 'express';
 import session from 'express-session';
 import { Passport } from 'passport';
-import { BitbucketStrategy } from '../bitbucket';
+import { BitbucketClient, BitbucketStrategy, bitbucketConnector } from '../bitbucket';
 import { callbackUrl, requireReady, resolveConfig, type SkyOptions } from '../config';
 import type { Config } from '../config/types';
 import type { Identity, UpstreamTokens } from '../connector';
@@ -21,12 +21,14 @@ import {
   TokenVerifier,
   type SigningKey,
 } from '../tokens';
+import { Grants, type IssuedRefresh } from '../tokens/grants';
 import { Revocations } from '../tokens/revocations';
-import { cookieAttributes, type SkyContext } from './context';
+import { cookieAttributes, type Issued, type SkyContext } from './context';
 import { errorHandler, requestId } from './errors';
 import { api } from './api';
 import { authenticate } from './guards';
-import { callback, login, type LoginResult } from './login';
+import { callback, login } from './login';
+import { tokenEndpoint } from './token';
 import { SessionStateStore } from './oauth-state';
 
 export interface SkyRouterOptions extends SkyOptions {
@@ -61,12 +63,27 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       log.error({ err }, 'could not reload revocations after a reconnect'),
     );
   });
+  const client = new BitbucketClient(config.bitbucketCloud, { log });
+  const bitbucket = config.bitbucketCloud;
+  const grants = new Grants({
+    key,
+    records: store.grants,
+    sessions: store.sessions,
+    connector: bitbucketConnector(bitbucket, client),
+    revocations,
+    refreshTtlSeconds: Math.ceil(config.refreshDurationMs / 1000),
+    // Every call of one upstream refresh: its timeout, retries and their backoff.
+    upstreamBudgetMs: bitbucket.timeoutMs * (bitbucket.retries + 1) + 2_000 * bitbucket.retries,
+    log,
+  });
   const ctx: SkyContext = {
     config,
     log,
     teams,
     revocations,
+    grants,
     verifier: new TokenVerifier({ keys: [key], issuer: config.externalUrl, audience: config.audience }),
+    issue,
   };
   const mainTeam = config.mainTeam;
   let started = false;
@@ -82,9 +99,9 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const passport = new Passport();
   passport.use(
     new BitbucketStrategy(
-      { config: config.bitbucketCloud, callbackURL: callbackUrl(config), store: new SessionStateStore() },
-      (_req: Request, _upstream: UpstreamTokens, identity: Identity, done) => {
-        issueFor(identity).then(
+      { config: bitbucket, callbackURL: callbackUrl(config), store: new SessionStateStore(), client },
+      (_req: Request, upstream: UpstreamTokens, identity: Identity, done) => {
+        issue(identity, () => grants.start(identity, upstream)).then(
           (result) => done(null, result),
           (err: unknown) => done(err),
         );
@@ -92,11 +109,12 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     ),
   );
 
-  async function issueFor(identity: Identity): Promise<LoginResult> {
+  async function issue(identity: Identity, grant?: () => Promise<IssuedRefresh>): Promise<Issued> {
     const teamRoles = await teams.teamsOf(identity);
     if (Object.keys(teamRoles).length === 0) {
       throw new SkyError('not_in_any_team', 'You are not a member of any team on this CI server.');
     }
+    const refresh = grant ? await grant() : undefined;
     const { token, claims } = issueToken(key, {
       issuer: config.externalUrl,
       audience: config.audience,
@@ -104,9 +122,10 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       identity,
       teams: teamRoles,
       isAdmin: teamRoles['main']?.includes('owner') ?? false,
+      ...(refresh ? { familyId: refresh.familyId } : {}),
     });
-    log.info({ sub: claims.sub, jti: claims.jti, teams: Object.keys(teamRoles).length }, 'login');
-    return { token, claims };
+    log.info({ sub: claims.sub, jti: claims.jti, teams: Object.keys(teamRoles).length }, 'token issued');
+    return refresh ? { token, claims, refreshToken: refresh.refreshToken } : { token, claims };
   }
 
   const sessions = session({
@@ -120,7 +139,8 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       httpOnly: true,
       sameSite: 'lax',
       secure: config.cookieSecure,
-      maxAge: config.authDurationMs,
+      // The session keeps the browser's refresh token, so it lives as long as that.
+      maxAge: config.refreshDurationMs,
     },
   });
 
@@ -150,6 +170,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const form = express.urlencoded({ extended: false, limit: '4kb', parameterLimit: 10 });
   router.get('/sky/logout', sessions, logoutRoute);
   router.post('/sky/logout', form, sessions, logoutRoute);
+  router.post('/sky/token', tokenEndpoint());
   router.get('/sky/issuer/keys', (_req, res) => {
     res.set('Cache-Control', 'public, max-age=300').json(jwks([key]));
   });
@@ -183,6 +204,8 @@ function logout(ctx: SkyContext): RequestHandler {
   return async (req, res) => {
     const claims = authenticate(req);
     await ctx.revocations.revokeToken(claims);
+    // The refresh family the token came from ends with it: a CLI's refresh token, a browser's session.
+    if (claims.sid) await ctx.grants.end(claims.sid);
     await new Promise<void>((resolve, reject) =>
       req.session ? req.session.destroy((err) => (err ? reject(err) : resolve())) : resolve(),
     );

@@ -5,7 +5,16 @@ import { createRedisStore } from './redis';
 import type { Store } from './records';
 
 export type { StoreEvent, StoreEventListener } from './events';
-export type { Principals, RevocationRecords, Store, TeamRecords, WriteMode, WriteOutcome } from './records';
+export type {
+  FamilyState,
+  GrantRecords,
+  Principals,
+  RevocationRecords,
+  Store,
+  TeamRecords,
+  WriteMode,
+  WriteOutcome,
+} from './records';
 export { createMemoryStore } from './memory';
 export { createRedisStore, connectRedis } from './redis';
 

@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The one place that builds Redis keys and channel names (STYLE: nothing outside store/ builds a key).
  * Keys that one command or script touches together share a Cluster hash tag: every team key lives
  * under `{teams}`, so the atomic team write (config + index sets) and the SUNION of a login stay in
- * one slot.
+ * one slot; a user's grant keys live under `{u:<hash of the subject>}` (a subject holds braces itself).
  */
 export class Keys {
   constructor(readonly prefix: string) {
@@ -37,6 +39,36 @@ export class Keys {
   /** Hash: subject → "not before" (epoch seconds): tokens of that user issued earlier are refused. */
   get revokedUsers(): string {
     return `${this.prefix}revoked:users`;
+  }
+
+  /** The hash tag of one user's grant keys. */
+  private user(sub: string): string {
+    return `${this.prefix}{u:${createHash('sha256').update(sub).digest('base64url').slice(0, 22)}}`;
+  }
+
+  /** String: the user's sealed upstream (Bitbucket) tokens. */
+  userUpstream(sub: string): string {
+    return `${this.user(sub)}:upstream`;
+  }
+
+  /** Set: the user's live refresh-token family ids. */
+  userFamilies(sub: string): string {
+    return `${this.user(sub)}:families`;
+  }
+
+  /** Set: the user's browser session ids, destroyed when the user's grant is revoked. */
+  userSessions(sub: string): string {
+    return `${this.user(sub)}:sessions`;
+  }
+
+  /** String: the lease of the node refreshing the user's upstream tokens (one at a time). */
+  userLock(sub: string): string {
+    return `${this.user(sub)}:lock`;
+  }
+
+  /** Hash {sub, hash}: one refresh-token family and the hash of its one current token. */
+  refreshFamily(familyId: string): string {
+    return `${this.prefix}rt:${familyId}`;
   }
 
   /** Prefix of express-session records (connect-redis adds the session id). */

@@ -1,6 +1,15 @@
 import { MemoryStore } from 'express-session';
 import type { StoreEvent, StoreEventListener } from './events';
-import type { Principals, RevocationRecords, Store, TeamRecords, WriteMode, WriteOutcome } from './records';
+import type {
+  FamilyState,
+  GrantRecords,
+  Principals,
+  RevocationRecords,
+  Store,
+  TeamRecords,
+  WriteMode,
+  WriteOutcome,
+} from './records';
 
 /** The embedded default (SPEC §2): the same records in process memory, for a single node. */
 export function createMemoryStore(): Store {
@@ -16,6 +25,7 @@ export function createMemoryStore(): Store {
     ready: Promise.resolve(),
     teams: new MemoryTeamRecords(emit),
     revocations: new MemoryRevocationRecords(emit),
+    grants: new MemoryGrantRecords(),
     sessions: new MemoryStore(),
     subscribe(listener) {
       listeners.add(listener);
@@ -108,5 +118,86 @@ class MemoryRevocationRecords implements RevocationRecords {
   async load(nowMs: number): Promise<{ tokens: [string, number][]; users: [string, number][] }> {
     for (const [jti, exp] of this.tokens) if (exp <= nowMs) this.tokens.delete(jti);
     return { tokens: [...this.tokens], users: [...this.users] };
+  }
+}
+
+/** A value with the time it dies (epoch ms), like a Redis key with a TTL. */
+interface Expiring<T> {
+  value: T;
+  expiresAt: number;
+}
+
+class MemoryGrantRecords implements GrantRecords {
+  private readonly upstreams = new Map<string, Expiring<string>>();
+  private readonly families = new Map<string, Expiring<{ sub: string; hash: string }>>();
+  private readonly userFamilies = new Map<string, Set<string>>();
+  private readonly sessions = new Map<string, Set<string>>();
+  private readonly locks = new Map<string, Expiring<string>>();
+
+  private live<T>(map: Map<string, Expiring<T>>, key: string): T | undefined {
+    const entry = map.get(key);
+    if (entry && entry.expiresAt <= Date.now()) map.delete(key);
+    return entry && entry.expiresAt > Date.now() ? entry.value : undefined;
+  }
+
+  async upstream(sub: string): Promise<string | null> {
+    return this.live(this.upstreams, sub) ?? null;
+  }
+
+  async saveUpstream(sub: string, sealed: string, ttlSeconds: number): Promise<void> {
+    this.upstreams.set(sub, { value: sealed, expiresAt: Date.now() + ttlSeconds * 1000 });
+  }
+
+  async createFamily(sub: string, familyId: string, tokenHash: string, ttlSeconds: number): Promise<void> {
+    this.families.set(familyId, {
+      value: { sub, hash: tokenHash },
+      expiresAt: Date.now() + ttlSeconds * 1000,
+    });
+    const ids = this.userFamilies.get(sub) ?? new Set<string>();
+    // Forget ids whose family expired, so a long-lived node does not collect them.
+    for (const id of ids) if (!this.live(this.families, id)) ids.delete(id);
+    this.userFamilies.set(sub, ids.add(familyId));
+  }
+
+  async inspect(familyId: string, tokenHash: string): Promise<{ state: FamilyState; sub?: string }> {
+    const family = this.live(this.families, familyId);
+    if (!family) return { state: 'unknown' };
+    if (family.hash === tokenHash) return { state: 'current', sub: family.sub };
+    this.families.delete(familyId);
+    return { state: 'reused', sub: family.sub };
+  }
+
+  async rotate(familyId: string, tokenHash: string, nextHash: string): Promise<FamilyState> {
+    const { state } = await this.inspect(familyId, tokenHash);
+    const family = this.families.get(familyId);
+    if (state === 'current' && family) family.value.hash = nextHash;
+    return state;
+  }
+
+  async endFamily(familyId: string): Promise<void> {
+    this.families.delete(familyId);
+  }
+
+  async rememberSession(sub: string, sessionId: string): Promise<void> {
+    this.sessions.set(sub, (this.sessions.get(sub) ?? new Set<string>()).add(sessionId));
+  }
+
+  async forgetUser(sub: string): Promise<string[]> {
+    for (const id of this.userFamilies.get(sub) ?? []) this.families.delete(id);
+    const sessions = [...(this.sessions.get(sub) ?? [])];
+    this.userFamilies.delete(sub);
+    this.sessions.delete(sub);
+    this.upstreams.delete(sub);
+    return sessions;
+  }
+
+  async lock(sub: string, owner: string, ttlMs: number): Promise<boolean> {
+    if (this.live(this.locks, sub) !== undefined) return false;
+    this.locks.set(sub, { value: owner, expiresAt: Date.now() + ttlMs });
+    return true;
+  }
+
+  async unlock(sub: string, owner: string): Promise<void> {
+    if (this.live(this.locks, sub) === owner) this.locks.delete(sub);
   }
 }

@@ -36,6 +36,34 @@ export interface RevocationRecords {
   load(nowMs: number): Promise<{ tokens: [string, number][]; users: [string, number][] }>;
 }
 
+/** What a presented refresh token is to its family. */
+export type FamilyState = 'current' | 'reused' | 'unknown';
+
+/**
+ * Grants (SPEC §8): each user's sealed upstream tokens, refresh-token families (only hashes are kept),
+ * the user's browser sessions, and a lease so one node at a time refreshes a user's upstream tokens.
+ * Values are opaque here: tokens/ seals and hashes them.
+ */
+export interface GrantRecords {
+  upstream(sub: string): Promise<string | null>;
+  saveUpstream(sub: string, sealed: string, ttlSeconds: number): Promise<void>;
+  createFamily(sub: string, familyId: string, tokenHash: string, ttlSeconds: number): Promise<void>;
+  /**
+   * The family's owner when `tokenHash` is its current token. Any other hash of a live family is the
+   * reuse of a rotated token: the family ends at once ('reused').
+   */
+  inspect(familyId: string, tokenHash: string): Promise<{ state: FamilyState; sub?: string }>;
+  /** Atomically: current → replaced by `nextHash`; anything else as inspect(). */
+  rotate(familyId: string, tokenHash: string, nextHash: string): Promise<FamilyState>;
+  endFamily(familyId: string): Promise<void>;
+  rememberSession(sub: string, sessionId: string, ttlSeconds: number): Promise<void>;
+  /** Drops the user's upstream tokens and every family; resolves the session ids to destroy. */
+  forgetUser(sub: string): Promise<string[]>;
+  /** Takes the user's refresh lease for `ttlMs` when nobody holds it. */
+  lock(sub: string, owner: string, ttlMs: number): Promise<boolean>;
+  unlock(sub: string, owner: string): Promise<void>;
+}
+
 /** Everything sky keeps: Redis, or the in-memory embedded default (SPEC §2). */
 export interface Store {
   readonly kind: 'redis' | 'memory';
@@ -43,6 +71,7 @@ export interface Store {
   readonly ready: Promise<void>;
   readonly teams: TeamRecords;
   readonly revocations: RevocationRecords;
+  readonly grants: GrantRecords;
   readonly sessions: SessionStore;
   /** Hear every node's changes (including this node's own). Returns an unsubscribe function. */
   subscribe(listener: StoreEventListener): () => void;

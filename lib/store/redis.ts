@@ -4,7 +4,9 @@ import { SkyError } from '../errors';
 import type { Logger } from '../log';
 import type { RedisConfig } from '../config/types';
 import { parseStoreEvent, type StoreEvent, type StoreEventListener } from './events';
+import { guarded } from './guarded';
 import { Keys } from './keys';
+import { RedisGrantRecords } from './redis-grants';
 import type { Principals, RevocationRecords, Store, TeamRecords, WriteMode, WriteOutcome } from './records';
 
 type Client = Redis | Cluster;
@@ -60,16 +62,6 @@ export function connectRedis(config: RedisConfig): Client {
     });
   }
   return config.url ? new Redis(config.url, common) : new Redis(common);
-}
-
-/** Redis errors become one clear 503, with the driver's error kept as the cause for the log. */
-async function guarded<T>(what: string, work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof SkyError) throw err;
-    throw new SkyError('store_unavailable', `Redis is unavailable (${what})`, { cause: err });
-  }
 }
 
 class RedisTeamRecords implements TeamRecords {
@@ -205,6 +197,39 @@ class RedisRevocationRecords implements RevocationRecords {
   }
 }
 
+/** express-session records through connect-redis (pinned ~8.1, SPEC §2), cluster-aware when needed. */
+function sessionStore(client: Client, keys: Keys, ttl: number): RedisStore {
+  const store = new RedisStore({ client, prefix: keys.sessionPrefix, ttl });
+  if (client instanceof Cluster) store.client = clusterSessionClient(client);
+  return store;
+}
+
+/**
+ * connect-redis 8 drives an ioredis Cluster as one server: its SCAN sees one master only and its MGET/DEL
+ * of many sessions fail with CROSSSLOT. Its normalised client is public, so it gets one that scans every
+ * master and sends one key per command (session keys spread over all slots on purpose).
+ */
+function clusterSessionClient(cluster: Cluster): RedisStore['client'] {
+  return {
+    get: (key) => cluster.get(key),
+    set: (key, value, ttl) => (ttl ? cluster.set(key, value, 'EX', ttl) : cluster.set(key, value)),
+    expire: (key, ttl) => cluster.expire(key, ttl),
+    del: async (keys) => (await Promise.all(keys.map((k) => cluster.del(k)))).reduce((a, b) => a + b, 0),
+    mget: (keys) => Promise.all(keys.map((k) => cluster.get(k))),
+    scanIterator: (match, count) =>
+      (async function* () {
+        for (const node of cluster.nodes('master')) {
+          let cursor = '0';
+          do {
+            const [next, found] = await node.scan(cursor, 'MATCH', match, 'COUNT', count);
+            cursor = next;
+            yield* found;
+          } while (cursor !== '0');
+        }
+      })(),
+  };
+}
+
 /** The Redis store: one command connection, one subscriber connection, sessions through connect-redis. */
 export function createRedisStore(
   config: RedisConfig,
@@ -242,7 +267,8 @@ export function createRedisStore(
     ready,
     teams: new RedisTeamRecords(client, keys),
     revocations: new RedisRevocationRecords(client, keys),
-    sessions: new RedisStore({ client, prefix: keys.sessionPrefix, ttl: sessionTtlSeconds }),
+    grants: new RedisGrantRecords(client, keys),
+    sessions: sessionStore(client, keys, sessionTtlSeconds),
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

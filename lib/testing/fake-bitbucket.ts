@@ -302,6 +302,12 @@ export class FakeBitbucket {
   expireAccessTokens(): void {
     for (const token of this.accessTokens.values()) token.expiresAt = 0;
   }
+  /** The user's live access and refresh tokens: what must never appear in sky's store or logs. */
+  tokensOf(userKey: string): string[] {
+    const access = [...this.accessTokens].filter(([, t]) => t.grant.user === userKey).map(([value]) => value);
+    const refresh = [...this.refreshTokens].filter(([, g]) => g.user === userKey).map(([value]) => value);
+    return [...access, ...refresh];
+  }
   /** Requests whose path starts with the string, or matches the RegExp. */
   count(match: string | RegExp): number {
     return this.requests.filter((r) =>

@@ -21,6 +21,8 @@ export interface SkyClaims {
   teams: Record<string, string[]>;
   is_admin: boolean;
   csrf: string;
+  /** The refresh family this token was issued from: logout ends it with the token. */
+  sid?: string;
 }
 
 export interface IssueInput {
@@ -30,8 +32,15 @@ export interface IssueInput {
   identity: Identity;
   teams: Record<string, string[]>;
   isAdmin: boolean;
+  /** The refresh family of the login or refresh that issues this token. */
+  familyId?: string;
   /** Epoch milliseconds; default Date.now(). */
   now?: number;
+}
+
+/** The stable subject of a person (SPEC §7.1): connector + upstream id. */
+export function subjectOf(identity: Pick<Identity, 'connector' | 'userId'>): string {
+  return `${identity.connector}:${identity.userId}`;
 }
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -43,7 +52,7 @@ export function issueToken(key: SigningKey, input: IssueInput): { token: string;
   const claims: SkyClaims = {
     iss: input.issuer,
     aud: input.audience,
-    sub: `${identity.connector}:${identity.userId}`,
+    sub: subjectOf(identity),
     iat,
     exp: iat + Math.floor(input.durationMs / 1000),
     jti: randomBytes(16).toString('base64url'),
@@ -57,6 +66,7 @@ export function issueToken(key: SigningKey, input: IssueInput): { token: string;
     teams: Object.fromEntries(Object.entries(input.teams).map(([team, roles]) => [team, [...roles]])),
     is_admin: input.isAdmin,
     csrf: randomBytes(32).toString('base64url'),
+    ...(input.familyId === undefined ? {} : { sid: input.familyId }),
   };
   const signingInput = `${b64({ alg: 'RS256', typ: 'JWT', kid: key.kid })}.${b64(claims)}`;
   const signature = sign('RSA-SHA256', Buffer.from(signingInput), key.privateKey).toString('base64url');
@@ -145,6 +155,8 @@ function checkShape(p: Record<string, unknown>): SkyClaims {
     if (!isStringArray(roles)) throw new Refused('claim teams has a bad role list');
   }
   if (typeof own(p, 'is_admin') !== 'boolean') throw new Refused('claim is_admin is not a boolean');
+  const sid = own(p, 'sid');
+  if (sid !== undefined && !(isString(sid) && sid !== '')) throw new Refused('claim sid is not a string');
   return p as unknown as SkyClaims;
 }
 

@@ -1,6 +1,9 @@
 import type { RevocationRecords, StoreEvent } from '../store';
 import type { SkyClaims } from './jwt';
 
+/** The map of revoked ids is swept of expired ones whenever it doubles (and at least this big). */
+const SWEEP_EVERY = 1024;
+
 /**
  * This node's view of every revocation (SPEC §8): loaded from the store at start, kept current by the
  * store's events, so checking a token costs two Map lookups and no round trip.
@@ -8,6 +11,7 @@ import type { SkyClaims } from './jwt';
 export class Revocations {
   private readonly tokens = new Map<string, number>();
   private readonly users = new Map<string, number>();
+  private sweepAt = SWEEP_EVERY;
 
   constructor(private readonly records: RevocationRecords) {}
 
@@ -21,10 +25,19 @@ export class Revocations {
 
   /** Feed every store event here; a resync reloads everything (events may have been missed). */
   handle(event: StoreEvent): Promise<void> | void {
-    if (event.type === 'revoke-token') this.tokens.set(event.jti, event.exp);
+    if (event.type === 'revoke-token') this.noteToken(event.jti, event.exp);
     else if (event.type === 'revoke-user')
       this.users.set(event.sub, Math.max(this.users.get(event.sub) ?? 0, event.notBefore));
     else if (event.type === 'resync') return this.load();
+  }
+
+  /** A revoked id is kept until its token expires: past that the token is refused anyway. */
+  private noteToken(jti: string, expMs: number): void {
+    this.tokens.set(jti, expMs);
+    if (this.tokens.size < this.sweepAt) return;
+    const now = Date.now();
+    for (const [id, exp] of this.tokens) if (exp < now) this.tokens.delete(id);
+    this.sweepAt = Math.max(SWEEP_EVERY, this.tokens.size * 2);
   }
 
   isRevoked(claims: Pick<SkyClaims, 'jti' | 'sub' | 'iat'>): boolean {
@@ -35,7 +48,7 @@ export class Revocations {
 
   /** Revokes one token on every node (logout). Applied locally at once, not only when the event returns. */
   async revokeToken(claims: Pick<SkyClaims, 'jti' | 'exp'>): Promise<void> {
-    this.tokens.set(claims.jti, claims.exp * 1000);
+    this.noteToken(claims.jti, claims.exp * 1000);
     await this.records.revokeToken(claims.jti, claims.exp * 1000);
   }
 

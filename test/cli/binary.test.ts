@@ -2,7 +2,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
 import { FakeBitbucket } from '../../lib/testing';
 import { startNode, type TestNode } from '../harness/node';
-import { deliver, followLogin, modeOf, readSkyrc, tempSkyrc, waitFor } from './cli';
+import { deliver, modeOf, readSkyrc, tempSkyrc, waitFor } from './cli';
+import { followFlyLogin } from '../harness/login';
 
 /** The real `sky` binary as a child process: shebang entry, argv, stdin, exit codes, a clean exit. */
 jest.setTimeout(60_000);
@@ -52,7 +53,7 @@ test('login through the port hand-off, then userinfo and an interactive set-team
     'the login URL',
     20_000,
   );
-  await deliver(Number(match[2]), await followLogin(match[1] ?? '', fake, 'alice'));
+  await deliver(Number(match[2]), await followFlyLogin(match[1] ?? '', fake, 'alice'));
   // stdin stays open: the process must still exit once the browser delivered.
   expect(await login.exit).toMatchObject({ code: 0, stderr: '' });
   expect(readSkyrc(skyrc).targets['ci']).toMatchObject({ api: node.url, team: 'main' });

@@ -5,7 +5,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
 import { run } from '../../lib/cli/main';
 import type { FakeBitbucket } from '../../lib/testing';
-import { Browser } from '../harness/browser';
+import { followFlyLogin, type SuccessPage } from '../harness/login';
 
 /** A stream that keeps what was written, for asserting on stdout and stderr. */
 export class Capture extends Writable {
@@ -79,34 +79,6 @@ export async function printedLoginUrl(running: Running): Promise<{ url: string; 
   return { url: match[1] ?? '', port: Number(match[2]) };
 }
 
-export interface SuccessPage {
-  html: string;
-  /** The textarea's content: "bearer <jwt>". */
-  token: string;
-  /** The refresh token the page sends along, when it does. */
-  refreshToken: string | null;
-}
-
-/** Plays the browser: follows the login URL through the fake Bitbucket's consent to the fly success page. */
-export async function followLogin(url: string, fake: FakeBitbucket, user: string): Promise<SuccessPage> {
-  fake.consentAs(user);
-  const hops = await new Browser().follow(url);
-  const last = hops.at(-1);
-  if (last?.status !== 200) {
-    throw new Error(
-      `login as ${user} ended with ${hops.map((h) => h.status).join(' → ')}: ${last?.body ?? ''}`,
-    );
-  }
-  const token = /<textarea id="token"[^>]*>([^<]*)<\/textarea>/.exec(last.body)?.[1];
-  if (!token) throw new Error(`no token on the fly success page: ${last.body}`);
-  // Best effort until the page's refresh-token hand-off settles: a literal next to `refresh_token`.
-  const refresh =
-    /refresh_token=["']?\s*\+\s*encodeURIComponent\(\s*["']([^"']+)["']\s*\)/.exec(last.body) ??
-    /["']?refresh_token["']?\s*[:=]\s*["']([^"'&]+)["']/.exec(last.body) ??
-    /data-refresh-token="([^"]+)"/.exec(last.body);
-  return { html: last.body, token, refreshToken: refresh?.[1] ?? null };
-}
-
 /** What the success page's script does: hands the token (and refresh token) to the CLI's port. */
 export function deliver(port: number, page: SuccessPage): Promise<Response> {
   const refresh = page.refreshToken ? `&refresh_token=${encodeURIComponent(page.refreshToken)}` : '';
@@ -115,7 +87,7 @@ export function deliver(port: number, page: SuccessPage): Promise<Response> {
 
 /** A token for `user` as the fly success page shows it ("bearer <jwt>"), without any CLI involved. */
 export async function pageToken(baseUrl: string, fake: FakeBitbucket, user: string): Promise<string> {
-  return (await followLogin(`${baseUrl}/sky/login?fly_port=65000`, fake, user)).token;
+  return (await followFlyLogin(`${baseUrl}/sky/login?fly_port=65000`, fake, user)).token;
 }
 
 /** `sky -t <target> login -c <url>` completed by pasting the user's token: a logged-in target. */

@@ -5,7 +5,6 @@ import { freePort } from '../harness/global-setup';
 import { startNode, type TestNode } from '../harness/node';
 import {
   deliver,
-  followLogin,
   modeOf,
   pageToken,
   printedLoginUrl,
@@ -15,6 +14,7 @@ import {
   tempSkyrc,
   waitFor,
 } from './cli';
+import { followFlyLogin } from '../harness/login';
 
 /** `sky login` (SPEC §9): the fly_port hand-off, a pasted token, and what lands in ~/.skyrc. */
 let fake: FakeBitbucket;
@@ -50,7 +50,7 @@ describe('the browser hands the token to the local port', () => {
       'prompt',
     );
 
-    const page = await followLogin(url, fake, 'alice');
+    const page = await followFlyLogin(url, fake, 'alice');
     expect(page.html).toContain(`127.0.0.1:${port}`);
     const handOff = await deliver(port, page);
     expect(handOff.status).toBe(200);
@@ -77,7 +77,7 @@ describe('the browser hands the token to the local port', () => {
     const skyrc = tempSkyrc();
     const running = start(skyrc, ['-t', 'ci', 'login', '-c', node.url]);
     const { url, port } = await printedLoginUrl(running);
-    const page = await followLogin(url, fake, 'alice');
+    const page = await followFlyLogin(url, fake, 'alice');
     await deliver(port, { ...page, refreshToken: 'opaque-refresh-1' });
     expect((await running.done).code).toBe(0);
     expect(readSkyrc(skyrc).targets['ci']?.refresh_token).toBe('opaque-refresh-1');
@@ -92,7 +92,7 @@ describe('the browser hands the token to the local port', () => {
     const preflight = await fetch(`http://127.0.0.1:${port}/`, { method: 'OPTIONS' });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe(node.url);
-    await deliver(port, await followLogin(url, fake, 'alice'));
+    await deliver(port, await followFlyLogin(url, fake, 'alice'));
     expect((await running.done).code).toBe(0);
   });
 
@@ -102,7 +102,7 @@ describe('the browser hands the token to the local port', () => {
     const { url, port } = await printedLoginUrl(running);
     expect(port).toBe(41234);
     expect(running.stdout.text).toContain("logging in to team 'builders'");
-    await deliver(port, await followLogin(url, fake, 'bob'));
+    await deliver(port, await followFlyLogin(url, fake, 'bob'));
     expect((await running.done).code).toBe(0);
     expect(readSkyrc(skyrc).targets['b']).toMatchObject({ team: 'builders' });
   });
@@ -181,7 +181,7 @@ describe('.skyrc', () => {
     const { url, port } = await printedLoginUrl(running);
     expect(url.startsWith(`${node.url}/login?fly_port=`)).toBe(true);
     expect(running.stdout.text).toContain("logging in to team 'builders'");
-    const page = await followLogin(url, fake, 'bob');
+    const page = await followFlyLogin(url, fake, 'bob');
     await deliver(port, page);
     expect((await running.done).code).toBe(0);
     const saved = readSkyrc(skyrc).targets['ci'];
@@ -261,7 +261,7 @@ describe('bad flags: a clear message on stderr, exit 1, no stack trace', () => {
     expect(clash.stderr).toMatch(
       new RegExp(`^error: could not listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`),
     );
-    await deliver(port, await followLogin(url, fake, 'alice'));
+    await deliver(port, await followFlyLogin(url, fake, 'alice'));
     expect((await running.done).code).toBe(0);
   });
 
@@ -288,7 +288,7 @@ describe('bad flags: a clear message on stderr, exit 1, no stack trace', () => {
       }
     }, 'the browser script');
     expect(seen).toBe(url);
-    await deliver(port, await followLogin(url, fake, 'alice'));
+    await deliver(port, await followFlyLogin(url, fake, 'alice'));
     expect((await running.done).code).toBe(0);
   });
 });

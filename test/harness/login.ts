@@ -24,3 +24,41 @@ export async function loginAs(baseUrl: string, fake: FakeBitbucket, user: string
   const token = decodeURIComponent(browser.jar.get('skymarshal_auth') ?? '').slice('bearer '.length);
   return { browser, token, csrf, bearer: { authorization: `Bearer ${token}` } };
 }
+
+/** The fly success page of a CLI login, as the CLI's browser sees it. */
+export interface SuccessPage {
+  html: string;
+  /** The textarea's content: "bearer <jwt>". */
+  token: string;
+  /** The refresh token the page sends along with the token, when it has one. */
+  refreshToken: string | null;
+}
+
+/** Plays the browser of a CLI login: follows `url` (…/sky/login?fly_port=…) through consent to the fly page. */
+export async function followFlyLogin(url: string, fake: FakeBitbucket, user: string): Promise<SuccessPage> {
+  fake.consentAs(user);
+  const hops = await new Browser().follow(url);
+  const last = hops.at(-1);
+  if (last?.status !== 200) {
+    throw new Error(
+      `login as ${user} ended with ${hops.map((h) => h.status).join(' → ')}: ${last?.body ?? ''}`,
+    );
+  }
+  const token = /<textarea id="token"[^>]*>([^<]*)<\/textarea>/.exec(last.body)?.[1];
+  if (!token) throw new Error(`no token on the fly success page: ${last.body}`);
+  // The page's script sends the textarea's data-refresh-token along with the token.
+  const refresh = /<textarea id="token"[^>]* data-refresh-token="([^"]+)"/.exec(last.body);
+  return { html: last.body, token, refreshToken: refresh?.[1] ?? null };
+}
+
+/** A CLI's credentials for `user`: the JWT and refresh token a fly-style login hands over. */
+export async function cliLoginAs(
+  baseUrl: string,
+  fake: FakeBitbucket,
+  user: string,
+): Promise<{ token: string; refreshToken: string; bearer: { authorization: string } }> {
+  const page = await followFlyLogin(`${baseUrl}/sky/login?fly_port=65000`, fake, user);
+  if (!page.refreshToken) throw new Error(`the fly page gave ${user} no refresh token`);
+  const token = page.token.slice('bearer '.length);
+  return { token, refreshToken: page.refreshToken, bearer: { authorization: `Bearer ${token}` } };
+}

@@ -60,6 +60,8 @@ export interface TestNodeOptions {
   /** Mount path, e.g. '/ci'. */
   mount?: string;
   options?: SkyRouterOptions;
+  /** Listen port (default: a free one); nodes behind one public URL pass the first one's port. */
+  port?: number;
   /** Host routes added after sky(). */
   routes?: (app: express.Express) => void;
 }
@@ -70,8 +72,9 @@ export async function startNode({
   mount = '',
   options = {},
   routes,
+  port: fixedPort,
 }: TestNodeOptions): Promise<TestNode> {
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const prefix = options.keyPrefix ?? testPrefix();
   const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
   const store = createRedisStore(testRedis(), prefix, log, 3600);

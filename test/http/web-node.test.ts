@@ -4,6 +4,7 @@ import path from 'node:path';
 import { startWebNode } from '../../lib/server';
 import { Browser } from '../harness/browser';
 import { freePort } from '../harness/global-setup';
+import { cliLoginAs } from '../harness/login';
 
 /** The web node as a new user meets it: no environment at all, then the two start-up failures. */
 
@@ -106,4 +107,40 @@ test('a dex YAML whose redirectURI does not match the callback fails with both U
   });
   await expect(attempt).rejects.toThrow('https://dex.example.com/callback');
   await expect(attempt).rejects.toThrow('https://ci.example.com/sky/issuer/callback');
+});
+
+test('the embedded default (no Redis) refreshes, rotates, detects reuse and revokes like Redis', async () => {
+  const port = await freePort();
+  const node = await startWebNode({
+    CONCOURSE_BIND_IP: '127.0.0.1',
+    CONCOURSE_BIND_PORT: String(port),
+    CONCOURSE_EXTERNAL_URL: `http://127.0.0.1:${port}`,
+    LOG_LEVEL: 'silent',
+  });
+  const fake = node.fake;
+  if (!fake) throw new Error('the web node started no fake Bitbucket');
+  const refresh = async (token: string) => {
+    const res = await fetch(`${node.url}/sky/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `grant_type=refresh_token&refresh_token=${token}`,
+    });
+    return { status: res.status, body: (await res.json()) as { refresh_token?: string; error?: string } };
+  };
+  try {
+    const cli = await cliLoginAs(node.url, fake, 'alice');
+    fake.expireAccessTokens();
+    const first = await refresh(cli.refreshToken);
+    expect(first.status).toBe(200);
+    expect((await refresh(cli.refreshToken)).body.error).toBe('invalid_grant'); // reuse
+    expect((await refresh(first.body.refresh_token ?? '')).body.error).toBe('invalid_grant'); // family ended
+
+    const other = await cliLoginAs(node.url, fake, 'alice');
+    fake.revokeGrant('alice');
+    expect((await refresh(other.refreshToken)).body.error).toBe('invalid_grant');
+    const user = await fetch(`${node.url}/api/v1/user`, { headers: other.bearer });
+    expect(user.status).toBe(401);
+  } finally {
+    await node.close();
+  }
 });
