@@ -19,6 +19,7 @@ export type SkyErrorCode =
   | 'upstream_revoked'
   | 'store_unavailable'
   | 'payload_too_large'
+  | 'rate_limited'
   | 'not_found'
   | 'internal';
 
@@ -42,6 +43,7 @@ const DEFAULT_STATUS: Record<SkyErrorCode, number> = {
   upstream_revoked: 401,
   store_unavailable: 503,
   payload_too_large: 413,
+  rate_limited: 429,
   not_found: 404,
   internal: 500,
 };

@@ -41,6 +41,7 @@ const optionsSchema = z
     authDuration: z.union([z.string(), z.number()]),
     refreshDuration: z.union([z.string(), z.number()]),
     cookieSecure: z.boolean(),
+    rateLimit: z.object({ perMinute: z.number().optional() }).strict(),
     redis: z
       .object({
         url: z.string().optional(),
@@ -255,6 +256,13 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     );
   }
 
+  const rateLimitPerMinute = layered.rateLimit?.value.perMinute ?? 60;
+  if (!Number.isInteger(rateLimitPerMinute) || rateLimitPerMinute < 0 || rateLimitPerMinute > 100_000) {
+    problems.push(
+      `${layered.rateLimit?.source}: requests a minute must be an integer 0-100000 (0 = no limit)`,
+    );
+  }
+
   const redis = layered.redis?.value ?? null;
   if (redis?.url && !/^rediss?:\/\//.test(redis.url))
     problems.push(`${layered.redis?.source}: must be a redis:// or rediss:// URL`);
@@ -288,6 +296,7 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     authDurationMs,
     refreshDurationMs,
     cookieSecure: layered.cookieSecure?.value ?? externalUrl.startsWith('https:'),
+    rateLimitPerMinute,
     redis,
     keyPrefix,
     audience,

@@ -29,6 +29,8 @@ export interface SkyOptions {
   /** Lifetime of a login's refresh tokens and of the sealed Bitbucket tokens: '720h' (default), or ms. */
   refreshDuration?: string | number;
   cookieSecure?: boolean;
+  /** Requests a minute per client IP to the login routes, and separately to /sky/token; 0 = no limit. Default 60. */
+  rateLimit?: { perMinute?: number };
   redis?: {
     url?: string;
     options?: Record<string, unknown>;

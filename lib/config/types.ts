@@ -53,6 +53,8 @@ export interface Config {
   /** Absolute lifetime of a login's refresh tokens (and of the browser session) in milliseconds. */
   refreshDurationMs: number;
   cookieSecure: boolean;
+  /** Requests a minute per client IP to the login routes, and to /sky/token (0 = no limit). */
+  rateLimitPerMinute: number;
   /** null = in-memory embedded default. */
   redis: RedisConfig | null;
   /** Prefix of every Redis key and channel (default "sky:"). */

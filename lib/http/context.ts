@@ -1,6 +1,7 @@
 import type { Config } from '../config/types';
 import type { Identity } from '../connector';
 import type { Logger } from '../log';
+import type { RateLimitRecords } from '../store';
 import type { TeamStore } from '../teams/store';
 import type { Revocations } from '../tokens/revocations';
 import type { SkyClaims, TokenVerifier } from '../tokens';
@@ -20,6 +21,8 @@ export interface SkyContext {
   revocations: Revocations;
   teams: TeamStore;
   grants: Grants;
+  /** Per-client request counters (the login and token limits). */
+  limits: RateLimitRecords;
   log: Logger;
   /**
    * Issues a token for a person from their CURRENT teams (`not_in_any_team` when they have none); the

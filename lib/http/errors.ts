@@ -25,6 +25,10 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
     title: 'Access was not granted',
     hint: 'You are not logged in. To use this CI server, log in again and choose "Grant access" when Bitbucket Cloud asks.',
   },
+  rate_limited: {
+    title: 'Too many attempts',
+    hint: 'Your address sent many login requests in a short time. Wait a minute, then log in again.',
+  },
   invalid_state: {
     title: 'This login link is no longer valid',
     hint: 'A login link works once, in the browser that started it, for 10 minutes. Log in again from this browser.',
@@ -152,7 +156,8 @@ export function errorHandler(): ErrorRequestHandler {
       const attrs = req.sky ? cookieAttributes(req.sky.config) : { path: '/', secure: true };
       res.append('Set-Cookie', clearAuthCookies(parseCookies(req.get('cookie')), attrs));
     }
-    if (error.status === 503 || error.status === 429) res.set('Retry-After', '60');
+    if ((error.status === 503 || error.status === 429) && !res.get('Retry-After'))
+      res.set('Retry-After', '60');
     if (req.path === '/sky/token') {
       res
         .status(error.status)

@@ -28,6 +28,7 @@ import { errorHandler, requestId } from './errors';
 import { api } from './api';
 import { authenticate } from './guards';
 import { callback, login } from './login';
+import { rateLimit } from './rate-limit';
 import { tokenEndpoint } from './token';
 import { SessionStateStore } from './oauth-state';
 
@@ -82,6 +83,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     teams,
     revocations,
     grants,
+    limits: store.rateLimits,
     verifier: new TokenVerifier({ keys: [key], issuer: config.externalUrl, audience: config.audience }),
     issue,
   };
@@ -164,13 +166,13 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     next();
   });
 
-  router.get('/sky/login', sessions, login(passport));
-  router.get('/sky/issuer/callback', sessions, callback(passport));
+  router.get('/sky/login', rateLimit('login'), sessions, login(passport));
+  router.get('/sky/issuer/callback', rateLimit('login'), sessions, callback(passport));
   const logoutRoute = logout(ctx);
   const form = express.urlencoded({ extended: false, limit: '4kb', parameterLimit: 10 });
   router.get('/sky/logout', sessions, logoutRoute);
   router.post('/sky/logout', form, sessions, logoutRoute);
-  router.post('/sky/token', tokenEndpoint());
+  router.post('/sky/token', rateLimit('token'), ...tokenEndpoint());
   router.get('/sky/issuer/keys', (_req, res) => {
     res.set('Cache-Control', 'public, max-age=300').json(jwks([key]));
   });

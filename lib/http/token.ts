@@ -1,4 +1,4 @@
-import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import { SkyError } from '../errors';
 import { contextOf } from './guards';
 
@@ -7,15 +7,8 @@ import { contextOf } from './guards';
  * from Bitbucket and their current teams, and the refresh token rotates. Errors are RFC 6749 bodies
  * (the one error handler writes them for this path).
  */
-export function tokenEndpoint(): Router {
-  const router = express.Router();
-  router.post(
-    '/sky/token',
-    formOnly,
-    express.urlencoded({ extended: false, limit: '8kb', parameterLimit: 10 }),
-    redeem,
-  );
-  return router;
+export function tokenEndpoint(): RequestHandler[] {
+  return [formOnly, express.urlencoded({ extended: false, limit: '8kb', parameterLimit: 10 }), redeem];
 }
 
 const formOnly: RequestHandler = (req, _res, next) => {

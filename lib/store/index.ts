@@ -9,6 +9,7 @@ export type {
   FamilyState,
   GrantRecords,
   Principals,
+  RateLimitRecords,
   RevocationRecords,
   Store,
   TeamRecords,

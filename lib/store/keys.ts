@@ -71,6 +71,11 @@ export class Keys {
     return `${this.prefix}rt:${familyId}`;
   }
 
+  /** Counter of one client's requests in the current window (the bucket names the routes and the client). */
+  rateLimit(bucket: string): string {
+    return `${this.prefix}rl:${bucket}`;
+  }
+
   /** Prefix of express-session records (connect-redis adds the session id). */
   get sessionPrefix(): string {
     return `${this.prefix}sess:`;

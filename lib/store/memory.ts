@@ -4,6 +4,7 @@ import type {
   FamilyState,
   GrantRecords,
   Principals,
+  RateLimitRecords,
   RevocationRecords,
   Store,
   TeamRecords,
@@ -26,6 +27,7 @@ export function createMemoryStore(): Store {
     teams: new MemoryTeamRecords(emit),
     revocations: new MemoryRevocationRecords(emit),
     grants: new MemoryGrantRecords(),
+    rateLimits: new MemoryRateLimitRecords(),
     sessions: new MemoryStore(),
     subscribe(listener) {
       listeners.add(listener);
@@ -199,5 +201,23 @@ class MemoryGrantRecords implements GrantRecords {
 
   async unlock(sub: string, owner: string): Promise<void> {
     if (this.live(this.locks, sub) === owner) this.locks.delete(sub);
+  }
+}
+
+class MemoryRateLimitRecords implements RateLimitRecords {
+  private readonly windows = new Map<string, { count: number; endsAt: number }>();
+
+  async hit(bucket: string, windowMs: number): Promise<{ count: number; resetMs: number }> {
+    const now = Date.now();
+    let window = this.windows.get(bucket);
+    if (!window || window.endsAt <= now) {
+      // Dropping ended windows as new ones start keeps the map as small as the clients of one window.
+      if (this.windows.size > 10_000)
+        for (const [k, w] of this.windows) if (w.endsAt <= now) this.windows.delete(k);
+      window = { count: 0, endsAt: now + windowMs };
+      this.windows.set(bucket, window);
+    }
+    window.count++;
+    return { count: window.count, resetMs: window.endsAt - now };
   }
 }

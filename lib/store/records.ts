@@ -64,6 +64,12 @@ export interface GrantRecords {
   unlock(sub: string, owner: string): Promise<void>;
 }
 
+/** Counters of requests per client and window, shared by every node (the login and token limits). */
+export interface RateLimitRecords {
+  /** Counts one request in `bucket`'s window (which starts at its first request); the count so far and the ms left. */
+  hit(bucket: string, windowMs: number): Promise<{ count: number; resetMs: number }>;
+}
+
 /** Everything sky keeps: Redis, or the in-memory embedded default (SPEC §2). */
 export interface Store {
   readonly kind: 'redis' | 'memory';
@@ -72,6 +78,7 @@ export interface Store {
   readonly teams: TeamRecords;
   readonly revocations: RevocationRecords;
   readonly grants: GrantRecords;
+  readonly rateLimits: RateLimitRecords;
   readonly sessions: SessionStore;
   /** Hear every node's changes (including this node's own). Returns an unsubscribe function. */
   subscribe(listener: StoreEventListener): () => void;

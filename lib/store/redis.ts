@@ -7,6 +7,7 @@ import { parseStoreEvent, type StoreEvent, type StoreEventListener } from './eve
 import { guarded } from './guarded';
 import { Keys } from './keys';
 import { RedisGrantRecords } from './redis-grants';
+import { RedisRateLimitRecords } from './redis-limits';
 import type { Principals, RevocationRecords, Store, TeamRecords, WriteMode, WriteOutcome } from './records';
 
 type Client = Redis | Cluster;
@@ -268,6 +269,7 @@ export function createRedisStore(
     teams: new RedisTeamRecords(client, keys),
     revocations: new RedisRevocationRecords(client, keys),
     grants: new RedisGrantRecords(client, keys),
+    rateLimits: new RedisRateLimitRecords(client, keys),
     sessions: sessionStore(client, keys, sessionTtlSeconds),
     subscribe(listener) {
       listeners.add(listener);

@@ -95,6 +95,8 @@ export async function startNode({
     redis: testRedis(),
     keyPrefix: prefix,
     logger: log,
+    // Suites log in many times from one address; test/http/rate-limit.test.ts turns the limiter on.
+    rateLimit: { perMinute: 0 },
     ...options,
   });
   await router.ready;

@@ -1,0 +1,88 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { FakeBitbucket } from '../../lib/testing';
+import { startNode, testPrefix, type TestNode } from '../harness/node';
+
+/**
+ * Abuse (SPEC §11): the login routes and the token endpoint are limited per client IP, with counters in
+ * Redis shared by every node; past the limit, 429 with Retry-After.
+ */
+const LIMIT = 5;
+let fake: FakeBitbucket;
+let a: TestNode;
+let b: TestNode;
+
+beforeAll(async () => {
+  fake = await FakeBitbucket.start();
+  fake.consentAs('alice');
+  const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    .privateKey.export({ type: 'pkcs8', format: 'pem' })
+    .toString();
+  const options = { keyPrefix: testPrefix(), signingKey, rateLimit: { perMinute: LIMIT } };
+  // B trusts the loopback proxy in front of it, so X-Forwarded-For names the client there.
+  [a, b] = await Promise.all([
+    startNode({ fake, options }),
+    startNode({ fake, options, routes: (app) => app.set('trust proxy', 'loopback') }),
+  ]);
+});
+afterAll(async () => {
+  await Promise.all([a.close(), b.close()]);
+  await fake.stop();
+});
+
+const login = (node: TestNode, headers: Record<string, string> = {}) =>
+  fetch(`${node.url}/sky/login`, { redirect: 'manual', headers });
+const token = (node: TestNode, headers: Record<string, string> = {}) =>
+  fetch(`${node.url}/sky/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: 'grant_type=refresh_token&refresh_token=x',
+  });
+
+test('one client past the limit: 429 with Retry-After and a page that says so; other clients unaffected', async () => {
+  const client = { 'x-forwarded-for': '203.0.113.7' };
+  const statuses: number[] = [];
+  for (let i = 0; i < LIMIT; i++) statuses.push((await login(b, client)).status);
+  expect(statuses).toEqual(Array(LIMIT).fill(302));
+  const refused = await login(b, { ...client, accept: 'text/html' });
+  expect(refused.status).toBe(429);
+  const retryAfter = Number(refused.headers.get('retry-after'));
+  expect(retryAfter).toBeGreaterThanOrEqual(1);
+  expect(retryAfter).toBeLessThanOrEqual(60);
+  expect(refused.headers.get('ratelimit-limit')).toBe(String(LIMIT));
+  expect(refused.headers.get('ratelimit-remaining')).toBe('0');
+  expect(await refused.text()).toContain('Too many attempts');
+  // The callback is a login route too: same bucket.
+  expect((await fetch(`${b.url}/sky/issuer/callback?code=x&state=y`, { headers: client })).status).toBe(429);
+  // Another client behind the same proxy is not affected.
+  expect((await login(b, { 'x-forwarded-for': '203.0.113.8' })).status).toBe(302);
+});
+
+test('the count is shared: requests to A and to B from one address add up', async () => {
+  // A does not trust proxies: every request here comes from 127.0.0.1 (X-Forwarded-For is ignored, so
+  // a client cannot dodge the limit by inventing one).
+  const statuses: number[] = [];
+  for (let i = 0; i < LIMIT + 1; i++)
+    statuses.push((await login(a, { 'x-forwarded-for': `198.51.100.${i}` })).status);
+  expect(statuses.slice(0, LIMIT)).toEqual(Array(LIMIT).fill(302));
+  expect(statuses[LIMIT]).toBe(429);
+  // B sees 127.0.0.1 too when no X-Forwarded-For is sent: the same, already spent bucket.
+  expect((await login(b)).status).toBe(429);
+});
+
+test('the token endpoint has its own bucket, with RFC 6749 bodies past the limit', async () => {
+  const client = { 'x-forwarded-for': '203.0.113.50' };
+  for (let i = 0; i < LIMIT; i++) expect((await token(b, client)).status).toBe(400); // invalid_grant: counted
+  const refused = await token(b, client);
+  expect(refused.status).toBe(429);
+  expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
+  expect(await refused.json()).toEqual({
+    error: 'invalid_request',
+    error_description: expect.stringContaining('Too many token requests'),
+  });
+  // Logins of that client are a separate budget.
+  expect((await login(b, client)).status).toBe(302);
+});
+
+test('the API itself is not limited (guards cost no Redis round trip)', async () => {
+  for (let i = 0; i < LIMIT * 3; i++) expect((await fetch(`${a.url}/api/v1/user`)).status).toBe(401);
+});
