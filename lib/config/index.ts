@@ -41,6 +41,7 @@ const optionsSchema = z
     authDuration: z.union([z.string(), z.number()]),
     refreshDuration: z.union([z.string(), z.number()]),
     cookieSecure: z.boolean(),
+    outageGrace: z.union([z.string(), z.number()]),
     rateLimit: z.object({ perMinute: z.number().optional() }).strict(),
     redis: z
       .object({
@@ -98,9 +99,11 @@ export function parseDuration(value: string | number, source: string, maxMs = MA
       throw invalid([`${source}: invalid duration '${value.slice(0, 40)}' (use e.g. 24h, 90m)`]);
   }
   if (!(ms > 0 && ms <= maxMs))
-    throw invalid([`${source}: duration must be more than 0 and at most ${maxMs / HOUR_MS}h`]);
+    throw invalid([`${source}: duration must be more than 0 and at most ${longest(maxMs)}`]);
   return ms;
 }
+
+const longest = (ms: number): string => (ms % HOUR_MS === 0 ? `${ms / HOUR_MS}h` : `${ms / 60_000}m`);
 
 function httpUrl(s: Sourced<string>, problems: string[], allowPath: boolean): URL | null {
   let url: URL;
@@ -256,6 +259,15 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     );
   }
 
+  let outageGraceMs = 30_000;
+  if (layered.outageGrace) {
+    try {
+      outageGraceMs = parseDuration(layered.outageGrace.value, layered.outageGrace.source, 10 * 60_000);
+    } catch (err) {
+      problems.push((err as Error).message.replace(/^invalid sky configuration: /, ''));
+    }
+  }
+
   const rateLimitPerMinute = layered.rateLimit?.value.perMinute ?? 60;
   if (!Number.isInteger(rateLimitPerMinute) || rateLimitPerMinute < 0 || rateLimitPerMinute > 100_000) {
     problems.push(
@@ -296,6 +308,7 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     authDurationMs,
     refreshDurationMs,
     cookieSecure: layered.cookieSecure?.value ?? externalUrl.startsWith('https:'),
+    outageGraceMs,
     rateLimitPerMinute,
     redis,
     keyPrefix,

@@ -29,6 +29,8 @@ export interface SkyOptions {
   /** Lifetime of a login's refresh tokens and of the sealed Bitbucket tokens: '720h' (default), or ms. */
   refreshDuration?: string | number;
   cookieSecure?: boolean;
+  /** How long a node cut off from Redis still answers from its copies (revocations, team configs): '30s' (default). */
+  outageGrace?: string | number;
   /** Requests a minute per client IP to the login routes, and separately to /sky/token; 0 = no limit. Default 60. */
   rateLimit?: { perMinute?: number };
   redis?: {

@@ -53,6 +53,8 @@ export interface Config {
   /** Absolute lifetime of a login's refresh tokens (and of the browser session) in milliseconds. */
   refreshDurationMs: number;
   cookieSecure: boolean;
+  /** How long a node cut off from Redis still answers from its copies before it says 503. */
+  outageGraceMs: number;
   /** Requests a minute per client IP to the login routes, and to /sky/token (0 = no limit). */
   rateLimitPerMinute: number;
   /** null = in-memory embedded default. */

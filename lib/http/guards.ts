@@ -53,6 +53,7 @@ export function authenticate(req: Request): SkyClaims {
   const presented = presentedToken(req);
   if (!presented) throw notAuthorized('no token presented');
   const claims = ctx.verifier.verify(presented.token);
+  ctx.revocations.assertCurrent();
   if (ctx.revocations.isRevoked(claims)) throw notAuthorized('token revoked');
   if (presented.viaCookie && !SAFE_METHODS.has(req.method)) {
     const given = req.get('x-csrf-token') ?? formCsrfToken(req);

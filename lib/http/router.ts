@@ -57,7 +57,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const key: SigningKey = config.signingKeyPem ? loadSigningKey(config.signingKeyPem) : generateSigningKey();
   const store: Store = createStore(config, log);
   const teams = new TeamStore(store.teams);
-  const revocations = new Revocations(store.revocations);
+  const revocations = new Revocations(store.revocations, config.outageGraceMs);
   const unsubscribe = store.subscribe((event) => {
     teams.handle(event);
     Promise.resolve(revocations.handle(event)).catch((err: unknown) =>
@@ -89,13 +89,20 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   };
   const mainTeam = config.mainTeam;
   let started = false;
-  const ready = (async () => {
-    await store.ready;
-    // Rewritten at every start, so nobody can be locked out (SPEC §6.4).
-    await teams.put('main', parseTeamAuth(mainTeam));
-    await revocations.load();
-    started = true;
-  })();
+  let starting: Promise<void> | null = null;
+  /** Subscribes, writes main, loads revocations; after a failure (Redis down at start) the next request tries again. */
+  const start = (): Promise<void> =>
+    (starting ??= (async () => {
+      await store.start();
+      // Rewritten at every start, so nobody can be locked out (SPEC §6.4).
+      await teams.put('main', parseTeamAuth(mainTeam));
+      await revocations.load();
+      started = true;
+    })().catch((err: unknown) => {
+      starting = null;
+      throw err;
+    }));
+  const ready = start();
   ready.catch((err: unknown) => log.error({ err }, 'sky could not start'));
 
   const passport = new Passport();
@@ -157,7 +164,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       );
     }
     if (!started) {
-      await ready.catch((err: unknown) => {
+      await start().catch((err: unknown) => {
         throw new SkyError('store_unavailable', 'sky is not ready: its store cannot be reached', {
           cause: err,
         });

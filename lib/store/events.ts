@@ -3,6 +3,8 @@ export type StoreEvent =
   | { type: 'team'; team: string }
   | { type: 'revoke-token'; jti: string; exp: number }
   | { type: 'revoke-user'; sub: string; notBefore: number }
+  /** The subscription is lost: from now on other nodes' changes may be missed. */
+  | { type: 'lost' }
   /** The subscription was lost and is back: events may have been missed, so caches must be rebuilt. */
   | { type: 'resync' };
 

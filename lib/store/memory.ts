@@ -24,6 +24,7 @@ export function createMemoryStore(): Store {
   return {
     kind: 'memory',
     ready: Promise.resolve(),
+    start: () => Promise.resolve(),
     teams: new MemoryTeamRecords(emit),
     revocations: new MemoryRevocationRecords(emit),
     grants: new MemoryGrantRecords(),

@@ -75,6 +75,8 @@ export interface Store {
   readonly kind: 'redis' | 'memory';
   /** Resolves once this node hears every node's events; rejects when Redis cannot be reached. */
   readonly ready: Promise<void>;
+  /** Subscribes again when the first attempt (`ready`) failed; resolves at once when subscribed. */
+  start(): Promise<void>;
   readonly teams: TeamRecords;
   readonly revocations: RevocationRecords;
   readonly grants: GrantRecords;

@@ -1,4 +1,5 @@
 import { RedisStore } from 'connect-redis';
+import type { SessionData } from 'express-session';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { SkyError } from '../errors';
 import type { Logger } from '../log';
@@ -200,9 +201,38 @@ class RedisRevocationRecords implements RevocationRecords {
 
 /** express-session records through connect-redis (pinned ~8.1, SPEC §2), cluster-aware when needed. */
 function sessionStore(client: Client, keys: Keys, ttl: number): RedisStore {
-  const store = new RedisStore({ client, prefix: keys.sessionPrefix, ttl });
+  const store = new GuardedSessionStore({ client, prefix: keys.sessionPrefix, ttl });
   if (client instanceof Cluster) store.client = clusterSessionClient(client);
   return store;
+}
+
+type SessionCallback = (err?: unknown, data?: unknown) => unknown;
+
+/** Redis failing under express-session reaches the error handler as the one clear 503, like every store call. */
+function asStoreError(what: string, callback?: SessionCallback): SessionCallback | undefined {
+  return (
+    callback &&
+    ((err, data) =>
+      callback(
+        err ? new SkyError('store_unavailable', `Redis is unavailable (${what})`, { cause: err }) : err,
+        data,
+      ))
+  );
+}
+
+class GuardedSessionStore extends RedisStore {
+  override get(sid: string, callback?: SessionCallback): Promise<unknown> {
+    return super.get(sid, asStoreError('read a session', callback));
+  }
+  override set(sid: string, session: SessionData, callback?: SessionCallback): Promise<unknown> {
+    return super.set(sid, session, asStoreError('save a session', callback));
+  }
+  override touch(sid: string, session: SessionData, callback?: SessionCallback): Promise<unknown> {
+    return super.touch(sid, session, asStoreError('touch a session', callback));
+  }
+  override destroy(sid: string, callback?: SessionCallback): Promise<unknown> {
+    return super.destroy(sid, asStoreError('end a session', callback));
+  }
 }
 
 /**
@@ -247,25 +277,42 @@ export function createRedisStore(
     for (const listener of listeners) listener(event);
   };
   let subscribedOnce = false;
+  let lost = false;
   client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'redis subscriber error'));
   subscriber.on('message', (_channel: string, message: string) => {
     const event = parseStoreEvent(message);
     if (event) emit(event);
   });
+  // Cut off from the channel: other nodes' changes no longer reach this node (SPEC outage policy).
+  const onLost = (): void => {
+    if (!subscribedOnce || lost) return;
+    lost = true;
+    emit({ type: 'lost' });
+  };
+  subscriber.on('close', onLost);
+  subscriber.on('reconnecting', onLost);
   // ioredis re-subscribes after a reconnect; whatever was published meanwhile was missed.
   subscriber.on('ready', () => {
     if (subscribedOnce) emit({ type: 'resync' });
     subscribedOnce = true;
+    lost = false;
   });
-  const ready = guarded('subscribe', async () => {
-    await subscriber.subscribe(keys.events);
-  });
+  let subscribing: Promise<void> | null = null;
+  const start = (): Promise<void> =>
+    (subscribing ??= guarded('subscribe', async () => {
+      await subscriber.subscribe(keys.events);
+    }).catch((err: unknown) => {
+      subscribing = null; // a later start() tries again (Redis may have been down at start-up)
+      throw err;
+    }));
+  const ready = start();
   ready.catch(() => undefined); // the caller awaits it; this only keeps an early failure from being unhandled
 
   return {
     kind: 'redis',
     ready,
+    start,
     teams: new RedisTeamRecords(client, keys),
     revocations: new RedisRevocationRecords(client, keys),
     grants: new RedisGrantRecords(client, keys),
@@ -277,7 +324,10 @@ export function createRedisStore(
     },
     async close() {
       listeners.clear();
-      await Promise.allSettled([subscriber.quit(), client.quit()]);
+      // QUIT on a live connection; a connection still (re)connecting is simply dropped, timers and all.
+      await Promise.allSettled(
+        [subscriber, client].map((c) => (c.status === 'ready' ? c.quit() : Promise.resolve(c.disconnect()))),
+      );
     },
   };
 }

@@ -27,12 +27,14 @@ export interface Fault {
   latencyMs?: number;
   /** Answer this status with a Bitbucket error body. */
   status?: number;
-  /** Seconds, sent as Retry-After (use with status 429). */
-  retryAfter?: number;
+  /** Sent as Retry-After (use with status 429): seconds, or a string as is (an HTTP date). */
+  retryAfter?: number | string;
   /** hang: never answer; malformed: invalid JSON; html: a 200 HTML page; huge: a 20 MB body; redirect: 302 to evil.example. */
   kind?: 'hang' | 'malformed' | 'html' | 'huge' | 'redirect';
   /** How many matching requests it applies to before it is removed (default: forever). */
   times?: number;
+  /** How many matching requests pass untouched before it applies (e.g. fail only the second page). */
+  skip?: number;
 }
 
 export interface FakeBitbucketOptions {
@@ -210,7 +212,7 @@ export class FakeBitbucket {
   private readonly sockets = new Set<Socket>();
   private readonly sleeps = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   private readonly ttlSeconds: number;
-  private faults: (Fault & { left: number })[] = [];
+  private faults: (Fault & { left: number; toSkip: number })[] = [];
   private decision: Decision = null;
   private stopped = false;
 
@@ -274,7 +276,7 @@ export class FakeBitbucket {
     else this.client.callbackUrl = url;
   }
   addFault(fault: Fault): void {
-    this.faults.push({ ...fault, left: fault.times ?? Infinity });
+    this.faults.push({ ...fault, left: fault.times ?? Infinity, toSkip: fault.skip ?? 0 });
   }
   clearFaults(): void {
     this.faults = [];
@@ -361,6 +363,10 @@ export class FakeBitbucket {
     const kind = routeKind(path);
     const fault = this.faults.find((f) => faultMatches(f, kind, path));
     if (!fault) return false;
+    if (fault.toSkip > 0) {
+      fault.toSkip--;
+      return false;
+    }
     fault.left--;
     if (fault.left <= 0) this.faults = this.faults.filter((f) => f !== fault);
     if (fault.latencyMs) await this.sleep(fault.latencyMs);

@@ -1,3 +1,4 @@
+import { SkyError } from '../errors';
 import type { RevocationRecords, StoreEvent } from '../store';
 import type { SkyClaims } from './jwt';
 
@@ -12,8 +13,17 @@ export class Revocations {
   private readonly tokens = new Map<string, number>();
   private readonly users = new Map<string, number>();
   private sweepAt = SWEEP_EVERY;
+  /** When this node lost the store's events (null: it hears them). */
+  private lostAt: number | null = null;
 
-  constructor(private readonly records: RevocationRecords) {}
+  /**
+   * @param graceMs how long after losing the store's events this node still trusts its copy (revocations
+   *   here, team configs in the TeamStore cache) before it answers 503 instead (README: Redis outages).
+   */
+  constructor(
+    private readonly records: RevocationRecords,
+    private readonly graceMs = 30_000,
+  ) {}
 
   async load(nowMs = Date.now()): Promise<void> {
     const { tokens, users } = await this.records.load(nowMs);
@@ -25,10 +35,14 @@ export class Revocations {
 
   /** Feed every store event here; a resync reloads everything (events may have been missed). */
   handle(event: StoreEvent): Promise<void> | void {
-    if (event.type === 'revoke-token') this.noteToken(event.jti, event.exp);
+    if (event.type === 'lost') this.lostAt ??= Date.now();
+    else if (event.type === 'revoke-token') this.noteToken(event.jti, event.exp);
     else if (event.type === 'revoke-user')
       this.users.set(event.sub, Math.max(this.users.get(event.sub) ?? 0, event.notBefore));
-    else if (event.type === 'resync') return this.load();
+    else if (event.type === 'resync') {
+      this.lostAt = null;
+      return this.load();
+    }
   }
 
   /** A revoked id is kept until its token expires: past that the token is refused anyway. */
@@ -38,6 +52,16 @@ export class Revocations {
     const now = Date.now();
     for (const [id, exp] of this.tokens) if (exp < now) this.tokens.delete(id);
     this.sweepAt = Math.max(SWEEP_EVERY, this.tokens.size * 2);
+  }
+
+  /** Past the grace of an outage, a revocation made elsewhere may be unknown here: refuse to judge (503). */
+  assertCurrent(nowMs = Date.now()): void {
+    if (this.lostAt !== null && nowMs - this.lostAt > this.graceMs) {
+      throw new SkyError(
+        'store_unavailable',
+        `this node has not heard from Redis for ${Math.round((nowMs - this.lostAt) / 1000)} s: it cannot tell whether tokens were revoked`,
+      );
+    }
   }
 
   isRevoked(claims: Pick<SkyClaims, 'jti' | 'sub' | 'iat'>): boolean {

@@ -1,6 +1,9 @@
 import type { FakeBitbucket } from '../../lib/testing';
 import { Browser } from './browser';
 
+/** What a failed hop's page says, in one line. */
+const pageTitle = (html = ''): string => /<title>([^<]*)<\/title>/.exec(html)?.[1] ?? html.slice(0, 200);
+
 export interface LoggedIn {
   browser: Browser;
   token: string;
@@ -17,7 +20,7 @@ export async function loginAs(baseUrl: string, fake: FakeBitbucket, user: string
   const landing = hops[2]?.location;
   if (hops[2]?.status !== 302 || !landing) {
     throw new Error(
-      `login as ${user} failed: ${hops.map((h) => h.status).join(' → ')} ${hops.at(-1)?.body ?? ''}`,
+      `login as ${user} failed: ${hops.map((h) => h.status).join(' → ')}: ${pageTitle(hops.at(-1)?.body)}`,
     );
   }
   const csrf = new URL(landing).searchParams.get('csrf_token') ?? '';
@@ -41,7 +44,7 @@ export async function followFlyLogin(url: string, fake: FakeBitbucket, user: str
   const last = hops.at(-1);
   if (last?.status !== 200) {
     throw new Error(
-      `login as ${user} ended with ${hops.map((h) => h.status).join(' → ')}: ${last?.body ?? ''}`,
+      `login as ${user} ended with ${hops.map((h) => h.status).join(' → ')}: ${pageTitle(last?.body)}`,
     );
   }
   const token = /<textarea id="token"[^>]*>([^<]*)<\/textarea>/.exec(last.body)?.[1];

@@ -77,7 +77,7 @@ export async function startNode({
   const port = fixedPort ?? (await freePort());
   const prefix = options.keyPrefix ?? testPrefix();
   const log = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'silent');
-  const store = createRedisStore(testRedis(), prefix, log, 3600);
+  const store = createRedisStore(options.redis ?? testRedis(), prefix, log, 3600);
   const teams = new TeamStore(store.teams);
   const url = `http://127.0.0.1:${port}`;
   const router = sky({
