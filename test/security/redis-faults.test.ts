@@ -4,7 +4,6 @@ import { Redis } from 'ioredis';
 import { sky } from '../../lib/http/router';
 import { createLogger } from '../../lib/log';
 import { FakeBitbucket } from '../../lib/testing';
-import { Browser } from '../harness/browser';
 import { LONG, recordFigures } from '../harness/figures';
 import { freePort } from '../harness/global-setup';
 import { loginAs, type LoggedIn } from '../harness/login';
