@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { FakeBitbucket } from '../../lib/testing';
 import { freePort } from './global-setup';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -24,6 +25,18 @@ export function signingKeyFile(): string {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   return file;
+}
+
+/** What a web node needs to log in against the fake Bitbucket, with alice as the owner of main. */
+export function fakeBitbucketEnv(fake: FakeBitbucket): Record<string, string> {
+  return {
+    CONCOURSE_SESSION_SIGNING_KEY: signingKeyFile(),
+    CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID: fake.client.id,
+    CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: fake.client.secret,
+    CONCOURSE_BITBUCKET_CLOUD_WEB_URL: fake.webUrl,
+    CONCOURSE_BITBUCKET_CLOUD_API_URL: fake.apiUrl,
+    CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER: 'alice',
+  };
 }
 
 /**

@@ -3,7 +3,7 @@ import { Browser } from '../harness/browser';
 import { freePort } from '../harness/global-setup';
 import { loginAs, type LoggedIn } from '../harness/login';
 import { testPrefix, testRedisEnv } from '../harness/node';
-import { signingKeyFile, spawnWebNode, type NodeProcess } from '../harness/process';
+import { fakeBitbucketEnv, spawnWebNode, type NodeProcess } from '../harness/process';
 
 /**
  * Several web nodes behave as one (SPEC §2, §3, §6.3): two `npm start` processes on one Redis and one
@@ -24,12 +24,8 @@ beforeAll(async () => {
     SKY_KEY_PREFIX: testPrefix(),
     // One public URL for both (as behind a load balancer); the test reaches each node on its own port.
     CONCOURSE_EXTERNAL_URL: `http://127.0.0.1:${portA}`,
-    CONCOURSE_SESSION_SIGNING_KEY: signingKeyFile(),
-    CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID: fake.client.id,
-    CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: fake.client.secret,
-    CONCOURSE_BITBUCKET_CLOUD_WEB_URL: fake.webUrl,
-    CONCOURSE_BITBUCKET_CLOUD_API_URL: fake.apiUrl,
-    CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER: 'alice',
+    // One signing key (in the env object) for both.
+    ...fakeBitbucketEnv(fake),
   };
   [a, b] = await Promise.all([spawnWebNode(env, portA), spawnWebNode(env)]);
   alice = await loginAs(a.url, fake, 'alice');

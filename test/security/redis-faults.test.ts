@@ -8,7 +8,7 @@ import { LONG, recordFigures } from '../harness/figures';
 import { freePort } from '../harness/global-setup';
 import { loginAs, type LoggedIn } from '../harness/login';
 import { testPrefix } from '../harness/node';
-import { signingKeyFile, spawnWebNode, type NodeProcess } from '../harness/process';
+import { fakeBitbucketEnv, spawnWebNode, type NodeProcess } from '../harness/process';
 import { PrivateRedis } from '../harness/redis-server';
 
 /**
@@ -42,12 +42,7 @@ beforeAll(async () => {
       SKY_OUTAGE_GRACE: `${GRACE_MS / 1000}s`,
       SKY_RATE_LIMIT_PER_MINUTE: '0',
       CONCOURSE_EXTERNAL_URL: `http://127.0.0.1:${port}`,
-      CONCOURSE_SESSION_SIGNING_KEY: signingKeyFile(),
-      CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID: fake.client.id,
-      CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: fake.client.secret,
-      CONCOURSE_BITBUCKET_CLOUD_WEB_URL: fake.webUrl,
-      CONCOURSE_BITBUCKET_CLOUD_API_URL: fake.apiUrl,
-      CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER: 'alice',
+      ...fakeBitbucketEnv(fake),
     },
     port,
   );
