@@ -316,7 +316,7 @@ export class BitbucketClient {
         if (asked > MAX_RETRY_AFTER_MS) throw failure; // waiting that long would hang the login
         delay = Math.max(delay, asked);
       }
-      this.log?.debug({ what, attempt, delay, code: failure.code }, 'retrying a Bitbucket call');
+      this.log?.debug({ what, attempt, delay, error: failure.code }, 'retrying a Bitbucket call');
       await sleep(delay);
     }
   }

@@ -1,19 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import { isSkyError, SkyError, type SkyErrorCode } from '../errors';
-import { createLogger, type Logger } from '../log';
+import { createLogger, withRequestId, type Logger } from '../log';
 import { clearAuthCookies, parseCookies } from '../tokens';
 import { cookieAttributes } from './context';
 import { errorPage, sendPage } from './pages';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
-/** A request id on every request: the caller's X-Request-Id when it is sane, else a fresh one. */
+/**
+ * A request id on every request: the caller's X-Request-Id when it is sane, else a fresh one. The rest
+ * of the request runs with it, so lines logged far from `req` (token issued, upstream refresh) carry it.
+ */
 export const requestId: RequestHandler = (req, res, next) => {
   const given = req.get('x-request-id');
-  req.skyRequestId = given && REQUEST_ID.test(given) ? given : randomUUID();
-  res.set('X-Request-Id', req.skyRequestId);
-  next();
+  const id = given && REQUEST_ID.test(given) ? given : randomUUID();
+  req.skyRequestId = id;
+  res.set('X-Request-Id', id);
+  withRequestId(id, next);
 };
 
 /**
@@ -91,11 +95,17 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
  * guarded routes answer what the client accepts (a browser navigation asks for HTML, fetch for anything).
  */
 function wantsJson(req: Request): boolean {
-  const path = req.path;
+  const path = routePath(req);
   if (path.startsWith('/api/') || path === '/sky/token' || path.startsWith('/sky/issuer/keys')) return true;
   if (path.startsWith('/sky/') && path !== '/sky/logout') return false;
   if (path === '/login' || path === '/logout') return false;
   return req.accepts(['json', 'html']) === 'json';
+}
+
+/** The path as Express routes it (case-insensitive, one trailing slash ignored): `/SKY/TOKEN/` is `/sky/token`. */
+function routePath(req: Request): string {
+  const path = req.path.toLowerCase();
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
 }
 
 /** RFC 6749 §5.2 error codes of the token endpoint; a passing outage is `temporarily_unavailable`. */
@@ -145,7 +155,12 @@ export function errorHandler(): ErrorRequestHandler {
     const error = toSkyError(err);
     const log = req.sky?.log ?? (fallbackLog ??= createLogger());
     const entry = { reqId: req.skyRequestId, error: error.code, status: error.status, path: req.path };
-    if (error.status >= 500) log.error({ ...entry, err: error.cause ?? error }, error.message);
+    // Why a 401 (a fixed phrase of the verifier or the guards) goes to the log only; other 4xx causes
+    // stay out (a JSON parse error quotes the body it failed on).
+    const reason =
+      error.code === 'not_authorized' && error.cause instanceof Error ? error.cause.message : undefined;
+    if (reason !== undefined) log.info({ ...entry, reason }, error.message);
+    else if (error.status >= 500) log.error({ ...entry, err: error.cause ?? error }, error.message);
     else log.info(entry, error.message);
     if (res.headersSent) {
       next(err);
@@ -158,7 +173,7 @@ export function errorHandler(): ErrorRequestHandler {
     }
     if ((error.status === 503 || error.status === 429) && !res.get('Retry-After'))
       res.set('Retry-After', '60');
-    if (req.path === '/sky/token') {
+    if (routePath(req) === '/sky/token') {
       res
         .status(error.status)
         .set('Cache-Control', 'no-store')

@@ -132,7 +132,7 @@ interface Expiring<T> {
 
 class MemoryGrantRecords implements GrantRecords {
   private readonly upstreams = new Map<string, Expiring<string>>();
-  private readonly families = new Map<string, Expiring<{ sub: string; hash: string }>>();
+  private readonly families = new Map<string, Expiring<{ sub: string; hash: string; used: Set<string> }>>();
   private readonly userFamilies = new Map<string, Set<string>>();
   private readonly sessions = new Map<string, Set<string>>();
   private readonly locks = new Map<string, Expiring<string>>();
@@ -153,7 +153,7 @@ class MemoryGrantRecords implements GrantRecords {
 
   async createFamily(sub: string, familyId: string, tokenHash: string, ttlSeconds: number): Promise<void> {
     this.families.set(familyId, {
-      value: { sub, hash: tokenHash },
+      value: { sub, hash: tokenHash, used: new Set() },
       expiresAt: Date.now() + ttlSeconds * 1000,
     });
     const ids = this.userFamilies.get(sub) ?? new Set<string>();
@@ -166,6 +166,8 @@ class MemoryGrantRecords implements GrantRecords {
     const family = this.live(this.families, familyId);
     if (!family) return { state: 'unknown' };
     if (family.hash === tokenHash) return { state: 'current', sub: family.sub };
+    // Only a spent token is reuse; anything else is unknown and ends nothing (as the Redis script).
+    if (!family.used.has(tokenHash)) return { state: 'unknown' };
     this.families.delete(familyId);
     return { state: 'reused', sub: family.sub };
   }
@@ -173,7 +175,10 @@ class MemoryGrantRecords implements GrantRecords {
   async rotate(familyId: string, tokenHash: string, nextHash: string): Promise<FamilyState> {
     const { state } = await this.inspect(familyId, tokenHash);
     const family = this.families.get(familyId);
-    if (state === 'current' && family) family.value.hash = nextHash;
+    if (state === 'current' && family) {
+      family.value.used.add(tokenHash);
+      family.value.hash = nextHash;
+    }
     return state;
   }
 

@@ -49,8 +49,8 @@ export interface GrantRecords {
   saveUpstream(sub: string, sealed: string, ttlSeconds: number): Promise<void>;
   createFamily(sub: string, familyId: string, tokenHash: string, ttlSeconds: number): Promise<void>;
   /**
-   * The family's owner when `tokenHash` is its current token. Any other hash of a live family is the
-   * reuse of a rotated token: the family ends at once ('reused').
+   * The family's owner when `tokenHash` is its current token. A token the family already spent is
+   * reuse: the family ends at once ('reused'). Anything else is 'unknown' and changes nothing.
    */
   inspect(familyId: string, tokenHash: string): Promise<{ state: FamilyState; sub?: string }>;
   /** Atomically: current → replaced by `nextHash`; anything else as inspect(). */

@@ -3,12 +3,18 @@ import { guarded } from './guarded';
 import type { Keys } from './keys';
 import type { FamilyState, GrantRecords } from './records';
 
-/* KEYS: family. ARGV: presented hash. Returns {state, sub}; a mismatch ends the family (reuse). */
+/*
+ * A family hash holds `sub`, `hash` (its current token) and `used:<hash>` for every token it has spent.
+ * Only a spent token is reuse and ends the family; any other value is unknown and changes nothing, so
+ * knowing a family id (it is the JWT's `sid`) is not enough to end a family.
+ * KEYS: family. ARGV: presented hash. Returns {state, sub}.
+ */
 const INSPECT = `
 local current = redis.call('HGET', KEYS[1], 'hash')
 if not current then return {'unknown', ''} end
 local sub = redis.call('HGET', KEYS[1], 'sub')
 if current == ARGV[1] then return {'current', sub} end
+if redis.call('HEXISTS', KEYS[1], 'used:' .. ARGV[1]) == 0 then return {'unknown', ''} end
 redis.call('DEL', KEYS[1])
 return {'reused', sub}
 `;
@@ -17,9 +23,13 @@ return {'reused', sub}
 const ROTATE = `
 local current = redis.call('HGET', KEYS[1], 'hash')
 if not current then return 'unknown' end
-if current ~= ARGV[1] then redis.call('DEL', KEYS[1]) return 'reused' end
-redis.call('HSET', KEYS[1], 'hash', ARGV[2])
-return 'current'
+if current == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'hash', ARGV[2], 'used:' .. ARGV[1], '1')
+  return 'current'
+end
+if redis.call('HEXISTS', KEYS[1], 'used:' .. ARGV[1]) == 0 then return 'unknown' end
+redis.call('DEL', KEYS[1])
+return 'reused'
 `;
 
 /* KEYS: upstream, families, sessions. Returns {families, sessions} and deletes all three. */

@@ -35,6 +35,9 @@ export interface IssuedRefresh {
   familyId: string;
 }
 
+/** Upstream tokens as kept: `answerLost` when a refresh's answer never came (its token may be spent). */
+type KeptUpstream = UpstreamTokens & { answerLost?: boolean };
+
 const invalidGrant = (description: string, cause?: unknown): SkyError =>
   new SkyError('invalid_grant', description, cause === undefined ? {} : { cause });
 
@@ -74,10 +77,7 @@ export class Grants {
     const hash = this.hash(refreshToken);
     const found = await this.options.records.inspect(familyId, hash);
     if (found.state === 'reused') {
-      this.options.log.warn(
-        { sub: found.sub, familyId },
-        'a rotated refresh token was reused: its family is revoked',
-      );
+      this.options.log.warn({ sub: found.sub }, 'a rotated refresh token was reused: its family is revoked');
       throw invalidGrant('the refresh token was already used; its family is revoked');
     }
     if (found.state === 'unknown' || !found.sub)
@@ -184,7 +184,7 @@ export class Grants {
     }
   }
 
-  private async refreshHoldingLease(sub: string, stale: UpstreamTokens): Promise<UpstreamTokens> {
+  private async refreshHoldingLease(sub: string, stale: KeptUpstream): Promise<UpstreamTokens> {
     // Another node may have finished between our read and our lease.
     const latest = await this.upstream(sub);
     if (!latest) throw invalidGrant('the upstream grant was revoked meanwhile');
@@ -194,9 +194,24 @@ export class Grants {
     try {
       fresh = await this.options.connector.refresh(latest.refreshToken);
     } catch (err) {
+      if (isSkyError(err) && err.code === 'upstream_revoked' && latest.answerLost) {
+        // Refused because the provider rotated its token in an answer sky never saw, not because the
+        // user removed the app: nobody is revoked, but this grant cannot be refreshed any more.
+        const { refreshToken: _spent, answerLost: _lost, ...rest } = latest;
+        await this.saveUpstream(sub, { ...rest, expiresAt: 0 });
+        this.options.log.warn(
+          { sub },
+          'an upstream refresh answer was lost earlier: the user must log in again',
+        );
+        throw invalidGrant('the upstream grant was lost in an interrupted refresh: log in again', err);
+      }
       if (isSkyError(err) && err.code === 'upstream_revoked') {
         await this.revokeUser(sub, 'the upstream refresh was refused (the user removed the app)');
         throw invalidGrant('the upstream grant was revoked: every session of this user is revoked', err);
+      }
+      if (isSkyError(err) && (err.code === 'upstream_timeout' || err.code === 'upstream_unavailable')) {
+        // The provider may have rotated its refresh token in the answer that never arrived.
+        await this.saveUpstream(sub, { ...latest, answerLost: true });
       }
       throw err;
     }
@@ -207,14 +222,12 @@ export class Grants {
     return saved;
   }
 
-  private async upstream(sub: string): Promise<UpstreamTokens | null> {
+  private async upstream(sub: string): Promise<KeptUpstream | null> {
     const sealed = await this.options.records.upstream(sub);
-    return sealed === null
-      ? null
-      : (JSON.parse(this.vault.open(sealed, `upstream ${sub}`)) as UpstreamTokens);
+    return sealed === null ? null : (JSON.parse(this.vault.open(sealed, `upstream ${sub}`)) as KeptUpstream);
   }
 
-  private saveUpstream(sub: string, tokens: UpstreamTokens): Promise<void> {
+  private saveUpstream(sub: string, tokens: KeptUpstream): Promise<void> {
     const sealed = this.vault.seal(JSON.stringify(tokens), `upstream ${sub}`);
     return this.options.records.saveUpstream(sub, sealed, this.options.refreshTtlSeconds);
   }

@@ -174,6 +174,39 @@ describe('POST /sky/token', () => {
     expect((await refresh(a, other.refreshToken)).status).toBe(200);
   });
 
+  test('knowing a family id (it is the JWT sid) is not enough to end the family', async () => {
+    const cli = await cliLoginAs(a.url, fake, 'bob');
+    const sid = String(claimsOf(cli.token)['sid']);
+    const forged = await refresh(a, `${sid}.${'x'.repeat(43)}`);
+    expect(forged).toEqual({
+      status: 400,
+      body: { error: 'invalid_grant', error_description: 'the refresh token is unknown, expired or revoked' },
+    });
+    expect((await refresh(a, cli.refreshToken)).status).toBe(200);
+  });
+
+  test('an upstream refresh whose answer was lost: "log in again", and nobody is revoked', async () => {
+    const one = await cliLoginAs(a.url, fake, 'carol');
+    const two = await cliLoginAs(a.url, fake, 'carol');
+    fake.expireAccessTokens();
+    // Bitbucket rotates its refresh token, but answers after sky gave up (timeout 1 s).
+    fake.addFault({ match: 'token', latencyMs: 1_500, times: 1 });
+    const lost = await refresh(a, one.refreshToken);
+    expect(lost.status).toBe(504);
+    expect(lost.body.error).toBe('temporarily_unavailable');
+    await new Promise((r) => setTimeout(r, 700)); // the fake finishes its (rotating) answer
+    const again = await refresh(a, one.refreshToken);
+    expect(again.body).toEqual({
+      error: 'invalid_grant',
+      error_description: 'the upstream grant was lost in an interrupted refresh: log in again',
+    });
+    expect((await refresh(b, two.refreshToken)).body.error).toBe('invalid_grant');
+    // Not a revocation: carol's tokens keep working, and she can log in again.
+    for (const t of [one, two]) expect(await status(a, t.bearer)).toBe(200);
+    const fresh = await cliLoginAs(a.url, fake, 'carol');
+    expect((await refresh(b, fresh.refreshToken)).status).toBe(200);
+  });
+
   test('an expired Bitbucket token: exactly one upstream refresh, and the rotated one is used next time', async () => {
     const cli = await cliLoginAs(a.url, fake, 'bob');
     let presented = cli.refreshToken;
