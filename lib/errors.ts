@@ -21,6 +21,7 @@ export type SkyErrorCode =
   | 'payload_too_large'
   | 'rate_limited'
   | 'not_found'
+  | 'method_not_allowed'
   | 'internal';
 
 const DEFAULT_STATUS: Record<SkyErrorCode, number> = {
@@ -45,6 +46,7 @@ const DEFAULT_STATUS: Record<SkyErrorCode, number> = {
   payload_too_large: 413,
   rate_limited: 429,
   not_found: 404,
+  method_not_allowed: 405,
   internal: 500,
 };
 

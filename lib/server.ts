@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import express from 'express';
 import { configWarnings, resolveConfig, type SkyOptions } from './config';
 import { createLogger } from './log';
-import { errorHandler } from './http/errors';
+import { errorHandler, notFound } from './http/errors';
 import { landing } from './http/landing';
 import { sky } from './http/router';
 import { FakeBitbucket } from './testing';
@@ -50,6 +50,7 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
   const mount = router.config.mountPath || '/';
   app.use(mount, router);
   app.get(mount, landing());
+  app.use(notFound);
   app.use(errorHandler());
 
   const { bindIp, bindPort } = router.config;

@@ -61,7 +61,8 @@ export async function loadTargets(file: string): Promise<Targets> {
   const rawTargets = root ? (root['targets'] ?? {}) : undefined;
   const targetsRecord = asRecord(rawTargets);
   if (!targetsRecord) throw invalidRc(file, 'expected a mapping `targets: {name: {api, team, token}}`');
-  const targets: Targets = {};
+  // Null prototype: a target may be called anything ('toString', '__proto__') and is never inherited.
+  const targets = Object.create(null) as Targets;
   for (const [name, raw] of Object.entries(targetsRecord)) {
     const entry = asRecord(raw);
     if (!entry || typeof entry['api'] !== 'string' || entry['api'] === '') {

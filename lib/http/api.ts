@@ -1,6 +1,7 @@
 import express, { type Request, type Response, type Router } from 'express';
 import { SkyError } from '../errors';
 import { parseTeamAuth, roleOf, validateTeamName, type TeamAuth } from '../teams/auth';
+import { onlyMethods } from './errors';
 import {
   authenticate,
   contextOf,
@@ -24,7 +25,7 @@ const BODY_LIMIT = '1mb';
 
 /** The JSON API of SPEC §4.7: /api/v1/user and the teams routes. */
 export function api(): Router {
-  const router = express.Router();
+  const router = express.Router({ caseSensitive: true });
   router.param('team', (_req, _res, next, value: unknown) => {
     try {
       validateTeamName(value);
@@ -38,6 +39,10 @@ export function api(): Router {
   router.get('/api/v1/teams/:team', requiresTeamRole('viewer'), getTeam);
   router.put('/api/v1/teams/:team', requiresAuth(), express.json({ limit: BODY_LIMIT }), putTeam);
   router.delete('/api/v1/teams/:team', requiresAdmin(), deleteTeam);
+  // Only these exact paths are sky's: a host app's own routes below /api stay reachable.
+  router.all('/api/v1/user', onlyMethods('GET'));
+  router.all('/api/v1/teams', onlyMethods('GET'));
+  router.all('/api/v1/teams/:team', onlyMethods('GET', 'PUT', 'DELETE'));
   return router;
 }
 

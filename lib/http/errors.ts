@@ -102,9 +102,9 @@ function wantsJson(req: Request): boolean {
   return req.accepts(['json', 'html']) === 'json';
 }
 
-/** The path as Express routes it (case-insensitive, one trailing slash ignored): `/SKY/TOKEN/` is `/sky/token`. */
+/** The path as sky's (case-sensitive) routers match it, one trailing slash ignored: `/sky/token/` is `/sky/token`. */
 function routePath(req: Request): string {
-  const path = req.path.toLowerCase();
+  const path = req.path;
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
 }
 
@@ -124,6 +124,22 @@ function oauthError(error: SkyError): string {
       return error.status >= 500 ? 'temporarily_unavailable' : 'invalid_request';
   }
 }
+
+/** For a path sky owns: any method but these is 405, with `Allow` (a client learns what it may send). */
+export function onlyMethods(...methods: string[]): RequestHandler {
+  return (req, res) => {
+    res.set('Allow', methods.join(', '));
+    throw new SkyError(
+      'method_not_allowed',
+      `${req.method.slice(0, 20)} is not allowed here: use ${methods.join(' or ')}`,
+    );
+  };
+}
+
+/** The last handler under a path sky owns: an unknown route is a 404 in the shape of its neighbours. */
+export const notFound: RequestHandler = (req) => {
+  throw new SkyError('not_found', `no such route: ${req.method.slice(0, 20)} ${req.path.slice(0, 200)}`);
+};
 
 /** Turns anything thrown into one of our errors; unknown errors are internal and logged in full. */
 export function toSkyError(err: unknown): SkyError {

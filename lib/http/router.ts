@@ -24,7 +24,7 @@ import {
 import { Grants, type IssuedRefresh } from '../tokens/grants';
 import { Revocations } from '../tokens/revocations';
 import { cookieAttributes, type Issued, type SkyContext } from './context';
-import { errorHandler, requestId } from './errors';
+import { errorHandler, notFound, onlyMethods, requestId } from './errors';
 import { api } from './api';
 import { authenticate } from './guards';
 import { callback, login } from './login';
@@ -153,7 +153,8 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     },
   });
 
-  const router = express.Router() as SkyRouter;
+  // Case-sensitive like Concourse's routes: /SKY/LOGIN is not sky's (and would miss the session's cookie path).
+  const router = express.Router({ caseSensitive: true }) as SkyRouter;
   router.use(requestId);
   router.use(async (req, _res, next) => {
     req.sky = ctx;
@@ -187,6 +188,16 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   // Concourse's legacy routes keep working.
   router.get('/login', legacy(config, '/sky/login'));
   router.get('/logout', legacy(config, '/sky/logout'));
+  for (const [path, methods] of [
+    ['/sky/login', ['GET']],
+    ['/sky/issuer/callback', ['GET']],
+    ['/sky/issuer/keys', ['GET']],
+    ['/sky/logout', ['GET', 'POST']],
+    ['/sky/token', ['POST']],
+  ] as const) {
+    router.all(path, onlyMethods(...methods));
+  }
+  router.all('/sky/{*rest}', notFound);
   router.use(errorHandler());
 
   Object.defineProperty(router, 'config', { value: config });

@@ -34,7 +34,13 @@ const TEAM_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Team names: lowercase letters, digits, '-', '_', '.', starting with a letter or digit (SPEC §6.1). */
 export function validateTeamName(name: unknown): string {
   if (typeof name !== 'string' || !TEAM_NAME.test(name)) {
-    const shown = typeof name === 'string' ? name.slice(0, 80) : String(name);
+    // String() throws on an object without a usable toString (a null prototype): name its type instead.
+    const shown =
+      typeof name === 'string'
+        ? name.slice(0, 80)
+        : typeof name === 'object' && name !== null
+          ? typeof name
+          : String(name);
     throw new SkyError(
       'invalid_team',
       `invalid team name '${shown}': use 1-64 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit`,
@@ -60,7 +66,9 @@ function normaliseEntries(value: unknown, where: string, connector: string): str
     if (typeof raw !== 'string') throw invalid(`${where} must be a list of strings`);
     const entry = raw.trim().toLowerCase();
     if (entry === '' || entry === prefix) throw invalid(`${where} contains an empty entry`);
-    if (entry.length > MAX_ENTRY_LENGTH)
+    // The limit is on the entry without its prefix, so a stored (prefixed) config validates again on read.
+    const bare = entry.startsWith(prefix) ? entry.slice(prefix.length) : entry;
+    if (bare.length > MAX_ENTRY_LENGTH)
       throw invalid(`${where} has an entry longer than ${MAX_ENTRY_LENGTH} characters`);
     entries.add(entry.startsWith(prefix) ? entry : prefix + entry);
   }

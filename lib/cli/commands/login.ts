@@ -153,7 +153,8 @@ async function login(ctx: Context, values: Values): Promise<void> {
   const name = ctx.target;
   const givenUrl = stringOption(values, 'concourse-url');
   const saved = givenUrl === undefined ? await loadTarget(ctx.file, name) : undefined;
-  const api = givenUrl === undefined ? (saved?.api ?? '') : parseApiUrl(givenUrl);
+  // The saved URL is checked too: ~/.skyrc is a file people edit by hand.
+  const api = parseApiUrl(givenUrl ?? saved?.api ?? '');
   const team = validateTeamName(stringOption(values, 'team-name') ?? saved?.team ?? 'main');
   const port = parsePort(stringOption(values, 'port'));
 
