@@ -11,3 +11,4 @@ export { SkyError, isSkyError, type SkyErrorCode } from './errors';
 export type { Identity, UpstreamTokens } from './connector';
 export { ROLES, type Role, type TeamAuth } from './teams/auth';
 export type { SkyClaims } from './tokens';
+export { createLogger, type Logger } from './log';
