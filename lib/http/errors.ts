@@ -1,24 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import { isSkyError, SkyError, type SkyErrorCode } from '../errors';
-import { createLogger, withRequestId, type Logger } from '../log';
+import { createLogger, type Logger } from '../log';
 import { clearAuthCookies, parseCookies } from '../tokens';
 import { cookieAttributes } from './context';
 import { errorPage, sendPage } from './pages';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
-/**
- * A request id on every request: the caller's X-Request-Id when it is sane, else a fresh one. The rest
- * of the request runs with it, so lines logged far from `req` (token issued, upstream refresh) carry it.
- */
-export const requestId: RequestHandler = (req, res, next) => {
-  const given = req.get('x-request-id');
-  const id = given && REQUEST_ID.test(given) ? given : randomUUID();
+/** A request id on every request: the caller's X-Request-Id when it is sane, else a fresh one. */
+export function assignRequestId(req: Request, res: Response): string {
+  const given = req.headers['x-request-id'];
+  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
   req.skyRequestId = id;
-  res.set('X-Request-Id', id);
-  withRequestId(id, next);
-};
+  res.setHeader('X-Request-Id', id);
+  return id;
+}
 
 /**
  * What a person reads on an error page for each code: the title says what happened, the hint what to
@@ -169,6 +166,7 @@ let fallbackLog: Logger | undefined;
 export function errorHandler(): ErrorRequestHandler {
   return (err: unknown, req: Request, res: Response, next: NextFunction) => {
     const error = toSkyError(err);
+    if (req.skyRequestId === undefined && !res.headersSent) assignRequestId(req, res);
     const log = req.sky?.log ?? (fallbackLog ??= createLogger());
     const entry = { reqId: req.skyRequestId, error: error.code, status: error.status, path: req.path };
     // Why a 401 (a fixed phrase of the verifier or the guards) goes to the log only; other 4xx causes

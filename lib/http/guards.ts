@@ -2,13 +2,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Identity } from '../connector';
 import { SkyError } from '../errors';
 import { roleIncludes, roleOf, type Role } from '../teams/auth';
-import {
-  csrfMatches,
-  parseCookies,
-  tokenFromAuthorization,
-  tokenFromCookies,
-  type SkyClaims,
-} from '../tokens';
+import { csrfMatches, tokenFromAuthorization, tokenFromCookieHeader, type SkyClaims } from '../tokens';
 import type { SkyContext } from './context';
 
 /** Methods that change nothing: a cookie is enough for them; others need X-Csrf-Token (SPEC §7.2). */
@@ -39,7 +33,7 @@ export function presentedToken(req: Request): PresentedToken | null {
     const token = tokenFromAuthorization(header);
     return token ? { token, viaCookie: false } : null;
   }
-  const token = tokenFromCookies(parseCookies(req.headers.cookie));
+  const token = tokenFromCookieHeader(req.headers.cookie);
   return token ? { token, viaCookie: true } : null;
 }
 
@@ -71,29 +65,63 @@ function formCsrfToken(req: Request): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+/** One identity per verified token (the verifier hands out the same frozen claims for a repeated token). */
+const identities = new WeakMap<SkyClaims, Identity>();
+
 /** The identity a token stands for, as team configs match it (never a nickname: tokens carry none). */
 export function identityOf(claims: SkyClaims): Identity {
-  return {
-    connector: claims.connector,
-    userId: claims.user_id,
-    accountId: claims.account_id,
-    ...(claims.user_name ? { userName: claims.user_name } : {}),
-    name: claims.name,
-    ...(claims.email ? { email: claims.email } : {}),
-    groups: claims.groups,
-  };
+  let identity = identities.get(claims);
+  if (!identity) {
+    identity = {
+      connector: claims.connector,
+      userId: claims.user_id,
+      accountId: claims.account_id,
+      ...(claims.user_name ? { userName: claims.user_name } : {}),
+      name: claims.name,
+      ...(claims.email ? { email: claims.email } : {}),
+      groups: claims.groups,
+    };
+    identities.set(claims, identity);
+  }
+  return identity;
+}
+
+/** A value now, or later: the guards decide without waiting whenever the team configs are cached. */
+type Now<T> = T | Promise<T>;
+
+/** The user's role on a team from this node's cache, or undefined when the cache does not know the team. */
+function cachedRole(ctx: SkyContext, claims: SkyClaims, team: string): Role | null | undefined {
+  const auth = ctx.teams.cached(team);
+  return auth === undefined ? undefined : auth ? roleOf(identityOf(claims), auth) : null;
+}
+
+async function storedRole(ctx: SkyContext, claims: SkyClaims, team: string): Promise<Role | null> {
+  const auth = await ctx.teams.get(team);
+  return auth ? roleOf(identityOf(claims), auth) : null;
+}
+
+/** The current role of the token's user on a team, or null (SPEC §6.3). */
+export function currentRole(ctx: SkyContext, claims: SkyClaims, team: string): Now<Role | null> {
+  const role = cachedRole(ctx, claims, team);
+  return role !== undefined ? role : storedRole(ctx, claims, team);
 }
 
 /** Admin = owner of `main`, evaluated on the current config (SPEC §6.3). */
 export async function isAdmin(ctx: SkyContext, claims: SkyClaims): Promise<boolean> {
-  const main = await ctx.teams.get('main');
-  return main !== null && roleOf(identityOf(claims), main) === 'owner';
+  return (await currentRole(ctx, claims, 'main')) === 'owner';
 }
 
-/** The current role of the token's user on a team, or null. */
-export async function currentRole(ctx: SkyContext, claims: SkyClaims, team: string): Promise<Role | null> {
-  const auth = await ctx.teams.get(team);
-  return auth ? roleOf(identityOf(claims), auth) : null;
+/** At least `role` on `team`, or admin; with no promise (the common case) when both configs are cached. */
+function holds(ctx: SkyContext, claims: SkyClaims, team: string, role: Role): Now<boolean> {
+  const held = cachedRole(ctx, claims, team);
+  if (held === undefined) {
+    return storedRole(ctx, claims, team).then((r) =>
+      r !== null && roleIncludes(r, role) ? true : isAdmin(ctx, claims),
+    );
+  }
+  if (held !== null && roleIncludes(held, role)) return true;
+  const main = cachedRole(ctx, claims, 'main');
+  return main === undefined ? isAdmin(ctx, claims) : main === 'owner';
 }
 
 /** The teams and admin flag of a token's user, from the CURRENT team configs (SPEC §6.3). */
@@ -106,21 +134,29 @@ export async function currentAccess(
   return { claims, teams, admin };
 }
 
-type AsyncHandler = (req: Request, res: Response, next: NextFunction) => Promise<void> | void;
+const forbidden = (): SkyError => new SkyError('forbidden', 'forbidden');
 
-/** Guards are async; Express 5 routes a rejected promise to the error handler. */
-const guard = (check: (req: Request) => Promise<void> | void): RequestHandler => {
-  const handler: AsyncHandler = async (req, _res, next) => {
-    await check(req);
-    next();
+/** A guard passes, fails with `check`'s error, or says forbidden; with no promise when it need not wait. */
+const guard =
+  (check: (req: Request) => Now<boolean>): RequestHandler =>
+  (req: Request, _res: Response, next: NextFunction): void => {
+    let verdict: Now<boolean>;
+    try {
+      verdict = check(req);
+    } catch (err) {
+      next(err);
+      return;
+    }
+    if (verdict === true) next();
+    else if (verdict === false) next(forbidden());
+    else verdict.then((ok) => (ok ? next() : next(forbidden())), next);
   };
-  return handler as RequestHandler;
-};
 
 /** Any valid, unrevoked token. */
 export function requiresAuth(): RequestHandler {
   return guard((req) => {
     authenticate(req);
+    return true;
   });
 }
 
@@ -138,23 +174,22 @@ function teamOf(req: Request, option: TeamRoleOptions['team']): string | undefin
 
 /** At least `role` on the team (admins pass everything), judged on the current team config. */
 export function requiresTeamRole(role: Role, options: TeamRoleOptions = {}): RequestHandler {
-  return guard(async (req) => {
+  return guard((req) => {
     const claims = authenticate(req);
     const ctx = contextOf(req);
     const team = teamOf(req, options.team);
     if (team === undefined)
       throw new SkyError('invalid_config', 'requiresTeamRole: no team named for this route');
-    const held = await currentRole(ctx, claims, team);
-    if (held !== null && roleIncludes(held, role)) return;
-    if (await isAdmin(ctx, claims)) return;
-    throw new SkyError('forbidden', 'forbidden');
+    return holds(ctx, claims, team, role);
   });
 }
 
 /** Owner of `main`. */
 export function requiresAdmin(): RequestHandler {
-  return guard(async (req) => {
+  return guard((req) => {
     const claims = authenticate(req);
-    if (!(await isAdmin(contextOf(req), claims))) throw new SkyError('forbidden', 'forbidden');
+    const ctx = contextOf(req);
+    const main = cachedRole(ctx, claims, 'main');
+    return main === undefined ? isAdmin(ctx, claims) : main === 'owner';
   });
 }

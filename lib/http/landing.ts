@@ -2,6 +2,7 @@ import type { RequestHandler } from 'express';
 import { SkyError } from '../errors';
 import { clearAuthCookies, parseCookies, tokenFromCookies } from '../tokens';
 import { cookieAttributes } from './context';
+import { assignRequestId } from './errors';
 import { contextOf, currentAccess } from './guards';
 import { landingPage, loginPage, sendPage } from './pages';
 
@@ -12,6 +13,7 @@ import { landingPage, loginPage, sendPage } from './pages';
 export function landing(): RequestHandler {
   return async (req, res, next) => {
     const ctx = contextOf(req);
+    if (req.skyRequestId === undefined) assignRequestId(req, res);
     const base = ctx.config.externalUrl;
     let access: Awaited<ReturnType<typeof currentAccess>>;
     try {

@@ -1,4 +1,4 @@
-import express, { type Request, type RequestHandler, type Router } from 'express';
+import express, { type Request, type RequestHandler } from 'express';
 import session from 'express-session';
 import { Passport } from 'passport';
 import { BitbucketClient, BitbucketStrategy, bitbucketConnector } from '../bitbucket';
@@ -6,7 +6,7 @@ import { callbackUrl, requireReady, resolveConfig, type SkyOptions } from '../co
 import type { Config } from '../config/types';
 import type { Identity, UpstreamTokens } from '../connector';
 import { SkyError } from '../errors';
-import { createLogger, type Logger } from '../log';
+import { createLogger, withRequestId, type Logger } from '../log';
 import { createStore, type Store } from '../store';
 import { parseTeamAuth } from '../teams/auth';
 import { TeamStore } from '../teams/store';
@@ -24,7 +24,7 @@ import {
 import { Grants, type IssuedRefresh } from '../tokens/grants';
 import { Revocations } from '../tokens/revocations';
 import { cookieAttributes, type Issued, type SkyContext } from './context';
-import { errorHandler, notFound, onlyMethods, requestId } from './errors';
+import { assignRequestId, errorHandler, notFound, onlyMethods } from './errors';
 import { api } from './api';
 import { authenticate } from './guards';
 import { callback, login } from './login';
@@ -32,13 +32,16 @@ import { rateLimit } from './rate-limit';
 import { tokenEndpoint } from './token';
 import { SessionStateStore } from './oauth-state';
 
+/** The paths sky answers itself (its routers are case-sensitive, and take one trailing slash). */
+const OWN_PATH = /^\/(?:sky(?:\/|$)|login\/?$|logout\/?$|api\/v1\/(?:user|teams)(?:\/[^/]+)?\/?$)/;
+
 export interface SkyRouterOptions extends SkyOptions {
   /** A pino logger to use instead of sky's own. */
   logger?: Logger;
 }
 
-/** The router sky() returns: an Express router, plus start-up and shut-down. */
-export interface SkyRouter extends Router {
+/** What sky() returns: Express middleware for `app.use()`, plus start-up and shut-down. */
+export interface SkyRouter extends RequestHandler {
   readonly config: Config;
   /** Resolves when `main` is written and revocations are loaded; rejects when the store is unreachable. */
   readonly ready: Promise<void>;
@@ -154,25 +157,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   });
 
   // Case-sensitive like Concourse's routes: /SKY/LOGIN is not sky's (and would miss the session's cookie path).
-  const router = express.Router({ caseSensitive: true }) as SkyRouter;
-  router.use(requestId);
-  router.use(async (req, _res, next) => {
-    req.sky = ctx;
-    if (req.baseUrl !== config.mountPath) {
-      throw new SkyError(
-        'invalid_config',
-        `sky is mounted at '${req.baseUrl || '/'}' but the external URL ${config.externalUrl} says '${config.mountPath || '/'}'`,
-      );
-    }
-    if (!started) {
-      await start().catch((err: unknown) => {
-        throw new SkyError('store_unavailable', 'sky is not ready: its store cannot be reached', {
-          cause: err,
-        });
-      });
-    }
-    next();
-  });
+  const router = express.Router({ caseSensitive: true });
 
   router.get('/sky/login', rateLimit('login'), sessions, login(passport));
   router.get('/sky/issuer/callback', rateLimit('login'), sessions, callback(passport));
@@ -198,18 +183,46 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     router.all(path, onlyMethods(...methods));
   }
   router.all('/sky/{*rest}', notFound);
-  router.use(errorHandler());
+  const handleError = errorHandler();
+  router.use(handleError);
 
-  Object.defineProperty(router, 'config', { value: config });
-  Object.defineProperty(router, 'ready', { value: ready });
-  Object.defineProperty(router, 'close', {
-    value: async () => {
+  /**
+   * Every request gets the context (for the guards) and a request id. Only sky's own paths enter its
+   * routes, with the id on every log line however deep; a host app's request goes straight on (a router's
+   * `next('router')` would cost it a trip through the event loop).
+   */
+  const mounted: RequestHandler = (req, res, next) => {
+    req.sky = ctx;
+    if (req.baseUrl !== config.mountPath) {
+      const where = `sky is mounted at '${req.baseUrl || '/'}' but the external URL ${config.externalUrl} says '${config.mountPath || '/'}'`;
+      handleError(new SkyError('invalid_config', where), req, res, next);
+      return;
+    }
+    // A host route's answer carries a request id only when sky answers it (an error); sky's own always.
+    if (started && !OWN_PATH.test(req.path)) return next();
+    const go = (): void => {
+      if (OWN_PATH.test(req.path)) withRequestId(assignRequestId(req, res), () => router(req, res, next));
+      else next();
+    };
+    if (started) return go();
+    start().then(go, (err: unknown) =>
+      handleError(
+        new SkyError('store_unavailable', 'sky is not ready: its store cannot be reached', { cause: err }),
+        req,
+        res,
+        next,
+      ),
+    );
+  };
+  return Object.assign(mounted, {
+    config,
+    ready,
+    close: async () => {
       unsubscribe();
       await ready.catch(() => undefined);
       await store.close();
     },
   });
-  return router;
 }
 
 function legacy(config: Config, to: string): RequestHandler {

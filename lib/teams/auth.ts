@@ -152,29 +152,63 @@ export function teamAuthFromFlags(
  * and every group. Prefixed and lower-cased: these are also the keys of the login index.
  */
 export function principalsOf(identity: Identity): { users: string[]; groups: string[] } {
-  const prefix = `${identity.connector}:`;
-  const ids = [identity.userId, identity.accountId, identity.userName].filter((v): v is string => !!v);
-  return {
-    users: [...new Set(ids.map((id) => prefix + id.toLowerCase()))],
-    groups: [...new Set(identity.groups.map((g) => prefix + g.toLowerCase()))],
-  };
+  let principals = principalsCache.get(identity);
+  if (!principals) {
+    const prefix = `${identity.connector}:`;
+    const ids = [identity.userId, identity.accountId, identity.userName].filter((v): v is string => !!v);
+    principals = {
+      users: [...new Set(ids.map((id) => prefix + id.toLowerCase()))],
+      groups: [...new Set(identity.groups.map((g) => prefix + g.toLowerCase()))],
+    };
+    principalsCache.set(identity, principals);
+  }
+  return principals;
+}
+
+/*
+ * Guards match on every request, so both sides are computed once per object: the principals of an
+ * identity (the guards keep one identity per verified token), and each config's entry → roles index.
+ * Neither object may change afterwards: tokens' claims and stored configs are never mutated.
+ */
+const principalsCache = new WeakMap<Identity, { users: string[]; groups: string[] }>();
+type EntryIndex = { users: Map<string, number>; groups: Map<string, number> };
+const entryIndexes = new WeakMap<TeamAuth, EntryIndex>();
+
+/** Each entry → the bit set of the roles (bit i = ROLES[i]) that name it. */
+function entryIndex(auth: TeamAuth): EntryIndex {
+  let index = entryIndexes.get(auth);
+  if (!index) {
+    const users = new Map<string, number>();
+    const groups = new Map<string, number>();
+    for (const [i, role] of ROLES.entries()) {
+      for (const u of auth[role]?.users ?? []) users.set(u, (users.get(u) ?? 0) | (1 << i));
+      for (const g of auth[role]?.groups ?? []) groups.set(g, (groups.get(g) ?? 0) | (1 << i));
+    }
+    entryIndexes.set(auth, (index = { users, groups }));
+  }
+  return index;
+}
+
+/** The bit set of the roles whose entries name the person. */
+function heldRoles(identity: Identity, auth: TeamAuth): number {
+  const index = entryIndex(auth);
+  const { users, groups } = principalsOf(identity);
+  let held = 0;
+  for (const u of users) held |= index.users.get(u) ?? 0;
+  for (const g of groups) held |= index.groups.get(g) ?? 0;
+  return held;
 }
 
 /** Every role of the config whose entries name the person, highest first. */
 export function rolesOf(identity: Identity, auth: TeamAuth): Role[] {
-  const { users, groups } = principalsOf(identity);
-  return ROLES.filter((role) => {
-    const members = auth[role];
-    return (
-      !!members &&
-      (members.users.some((u) => users.includes(u)) || members.groups.some((g) => groups.includes(g)))
-    );
-  });
+  const held = heldRoles(identity, auth);
+  return ROLES.filter((_, i) => (held & (1 << i)) !== 0);
 }
 
-/** The highest role held (SPEC §6.3), or null. */
+/** The highest role held (SPEC §6.3), or null: the lowest bit set, as ROLES run highest first. */
 export function roleOf(identity: Identity, auth: TeamAuth): Role | null {
-  return rolesOf(identity, auth)[0] ?? null;
+  const held = heldRoles(identity, auth);
+  return held === 0 ? null : (ROLES[31 - Math.clz32(held & -held)] ?? null);
 }
 
 /** Every entry of a config: what the login index must point at this team. */

@@ -2,6 +2,9 @@ import type { Identity } from '../connector';
 import type { StoreEvent, TeamRecords, WriteMode, WriteOutcome } from '../store';
 import { parseTeamAuth, principalsOf, rolesOf, teamAuthEntries, type Role, type TeamAuth } from './auth';
 
+/** Team configs one node keeps (about 1 KB each): every team a busy node serves, well under 150 MB of RSS. */
+const CACHE_SIZE = 10_000;
+
 /**
  * Team configs as the domain sees them: validated TeamAuth over the store's records, with a node-local
  * cache that every node's change event invalidates (SPEC §6.3), so guards read the current config
@@ -25,14 +28,28 @@ export class TeamStore {
     }
   }
 
+  /** The cached config (null: no such team), or undefined when the cache does not know the team. */
+  cached(team: string): TeamAuth | null | undefined {
+    return this.cache.get(team);
+  }
+
   /** The current config of one team (null: no such team), from the cache when it is warm. */
   async get(team: string): Promise<TeamAuth | null> {
     const cached = this.cache.get(team);
     if (cached !== undefined) return cached;
     const generation = this.generation;
     const auth = decode(await this.records.get(team));
-    if (generation === this.generation) this.cache.set(team, auth);
+    if (generation === this.generation) this.remember(team, auth);
     return auth;
+  }
+
+  /**
+   * Bounded, first in first out: a node's memory must not grow with the number of teams (or of team
+   * names asked for: misses are cached too). An evicted config is one HGET away.
+   */
+  private remember(team: string, auth: TeamAuth | null): void {
+    this.cache.set(team, auth);
+    if (this.cache.size > CACHE_SIZE) this.cache.delete(this.cache.keys().next().value as string);
   }
 
   async all(): Promise<Map<string, TeamAuth>> {

@@ -135,6 +135,36 @@ export function tokenFromCookies(cookies: Record<string, string>): string | null
   return value ? (BEARER.exec(value)?.[1] ?? null) : null;
 }
 
+/**
+ * The token of a Cookie header, as tokenFromCookies(parseCookies(header)) finds it, but without
+ * building the record when the token sits in one `skymarshal_auth` cookie (every request of a browser).
+ */
+export function tokenFromCookieHeader(header: string | undefined): string | null {
+  if (!header || header.length > MAX_COOKIE_HEADER) return null;
+  const value = firstCookie(header, AUTH_COOKIE);
+  if (value === undefined) return tokenFromCookies(parseCookies(header));
+  return BEARER.exec(value)?.[1] ?? null;
+}
+
+/** The first cookie called `name` (at a cookie boundary, as parseCookies reads it), decoded. */
+function firstCookie(header: string, name: string): string | undefined {
+  const wanted = `${name}=`;
+  for (let at = header.indexOf(wanted); at !== -1; at = header.indexOf(wanted, at + 1)) {
+    let before = at - 1;
+    while (before >= 0 && (header[before] === ' ' || header[before] === '\t')) before--;
+    if (before >= 0 && header[before] !== ';') continue;
+    const end = header.indexOf(';', at);
+    let value = header.slice(at + wanted.length, end === -1 ? undefined : end).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    try {
+      return decodeURIComponent(value);
+    } catch {
+      return value;
+    }
+  }
+  return undefined;
+}
+
 /** `Authorization: Bearer <jwt>`: scheme case-insensitive, exactly one token after one space. */
 export function tokenFromAuthorization(header: string | undefined): string | null {
   if (!header) return null;

@@ -16,6 +16,7 @@ export {
   parseCookies,
   serializeCookie,
   tokenFromAuthorization,
+  tokenFromCookieHeader,
   tokenFromCookies,
   type CookieAttributes,
 } from './cookies';

@@ -91,6 +91,8 @@ const MAX_TOKEN_LENGTH = 120 * 1024;
 /** Bigger (rare) tokens are verified every time, so the cache holds at most cacheSize × this. */
 const MAX_CACHED_TOKEN_LENGTH = 8 * 1024;
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
+/** 43 base64url characters: 258 bits of an RS256 signature, so two cached tokens never share a key by chance. */
+const CACHE_KEY_LENGTH = 43;
 
 /** A reason to refuse a token; it becomes the cause of the one 401, for logs only. */
 class Refused extends Error {}
@@ -170,13 +172,17 @@ function deepFreeze(claims: SkyClaims): SkyClaims {
 
 /**
  * Verifies sky tokens (SPEC §7.3): alg pinned to RS256, key chosen by kid only, then iss/aud/exp/iat/nbf
- * with leeway. A bounded LRU cache makes a repeated token one Map lookup (expiry is still checked on a hit).
+ * with leeway. A bounded cache makes a repeated token one Map lookup (expiry is still checked on a hit).
  */
 export class TokenVerifier {
   private readonly keys: Map<string, SigningKey>;
   private readonly leeway: number;
   private readonly cacheSize: number;
-  private readonly cache = new Map<string, SkyClaims>();
+  /**
+   * Keyed by the token's last characters (its signature's end): hashing a whole ~1 KB token that every
+   * request allocates anew costs more than the rest of the lookup. A hit still compares the whole token.
+   */
+  private readonly cache = new Map<string, { token: string; claims: SkyClaims }>();
 
   constructor(private readonly options: VerifierOptions) {
     this.keys = new Map(options.keys.map((k) => [k.kid, k]));
@@ -192,11 +198,10 @@ export class TokenVerifier {
         throw new Refused(`token longer than ${MAX_TOKEN_LENGTH} characters`);
       }
       const now = Math.floor(nowMs / 1000);
-      const cached = this.cache.get(token);
-      if (cached) {
-        this.checkExpiry(cached, now);
-        this.remember(token, cached);
-        return cached;
+      const cached = this.cache.get(token.slice(-CACHE_KEY_LENGTH));
+      if (cached && cached.token === token) {
+        this.checkExpiry(cached.claims, now);
+        return cached.claims;
       }
       const claims = deepFreeze(this.verifyUncached(token, now));
       if (token.length <= MAX_CACHED_TOKEN_LENGTH) this.remember(token, claims);
@@ -209,14 +214,16 @@ export class TokenVerifier {
     }
   }
 
-  /** Least recently used goes first: a Map iterates in insertion order, so a hit is moved to the end. */
+  /**
+   * Oldest first out (a Map iterates in insertion order). A hit is not moved: that would cost every
+   * request two more Map writes, and a token evicted while in use is merely verified once more.
+   */
   private remember(token: string, claims: SkyClaims): void {
-    this.cache.delete(token);
     if (this.cache.size >= this.cacheSize) {
       const oldest = this.cache.keys().next();
       if (!oldest.done) this.cache.delete(oldest.value);
     }
-    if (this.cacheSize > 0) this.cache.set(token, claims);
+    if (this.cacheSize > 0) this.cache.set(token.slice(-CACHE_KEY_LENGTH), { token, claims });
   }
 
   private checkExpiry(claims: SkyClaims, now: number): void {

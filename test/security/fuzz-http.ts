@@ -1396,8 +1396,11 @@ function problemsOf(arena: Arena, s: Sent, a: Answer): string[] {
   if (status === 429 && !RATE_LIMITED.has(s.kind)) problems.push('429 outside the rate-limited routes');
 
   // Node's own refusals (bad request line or header, header block too large, Expect) come before sky.
-  // Express itself answers what it never routes (a request target like `//host`): a plain 404.
-  if (!a.headers.has('x-request-id') && !isUnmatched(a, method)) {
+  // Express itself answers what it never routes (a request target like `//host`): a plain 404. A host
+  // route's own answer carries no request id (sky stamps only what it answers: its routes and refusals).
+  const hostAnswer =
+    status < 400 && (s.kind.startsWith('host') || s.kind === 'other' || method === 'OPTIONS');
+  if (!a.headers.has('x-request-id') && !isUnmatched(a, method) && !hostAnswer) {
     if (![400, 417, 431].includes(status)) problems.push(`${status} without a request id`);
     return problems;
   }
