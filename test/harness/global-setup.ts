@@ -3,22 +3,35 @@ import { mkdtempSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { startLocalCluster } from './cluster';
 
 /**
  * Tests talk to a real Redis: REDIS_URL when set, else a private redis-server on a free port that
  * lives for this jest run only (no disk persistence), so runs never share state.
+ * SKY_TEST_REDIS=cluster starts a private 3-master Redis Cluster instead and sets SKY_REDIS_CLUSTER,
+ * which testRedis() prefers: the same tests then prove the hash tags of SPEC §2.
  */
 export default async function globalSetup(): Promise<void> {
-  if (process.env['REDIS_URL']) return;
-  let binary: string;
-  try {
-    binary = execFileSync('which', ['redis-server'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error(
-      'The tests need a Redis server: set REDIS_URL=redis://host:port, or install one ' +
-        '(Debian: apt-get install -y redis-server) so the harness can start a private redis-server.',
-    );
+  const cluster = process.env['SKY_TEST_REDIS'] === 'cluster';
+  if (!cluster && process.env['REDIS_URL']) return;
+  const binary = redisServerBinary();
+  if (cluster) {
+    const started = await startLocalCluster(binary);
+    process.env['SKY_REDIS_CLUSTER'] = started.seeds;
+    process.env['SKY_TEST_REDIS_CLUSTER_PIDS'] = started.pids.join(',');
+    process.env['SKY_TEST_REDIS_DIR'] = started.dir;
+    return;
   }
+  const server = await startRedisServer(binary);
+  process.env['REDIS_URL'] = server.url;
+  process.env['SKY_TEST_REDIS_PID'] = String(server.pid);
+  process.env['SKY_TEST_REDIS_DIR'] = server.dir;
+}
+
+/** A private redis-server on a free loopback port, without persistence (the bench uses it too). */
+export async function startRedisServer(
+  binary: string = redisServerBinary(),
+): Promise<{ url: string; pid: number; dir: string }> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sky-redis-'));
   const child = spawn(
@@ -28,8 +41,19 @@ export default async function globalSetup(): Promise<void> {
   );
   child.unref();
   await waitForPort(port);
-  process.env['REDIS_URL'] = `redis://127.0.0.1:${port}`;
-  process.env['SKY_TEST_REDIS_PID'] = String(child.pid);
+  return { url: `redis://127.0.0.1:${port}`, pid: child.pid ?? 0, dir };
+}
+
+/** The redis-server on PATH, or a message that says how to get one. */
+export function redisServerBinary(): string {
+  try {
+    return execFileSync('which', ['redis-server'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error(
+      'The tests need a Redis server: set REDIS_URL=redis://host:port, or install one ' +
+        '(Debian: apt-get install -y redis-server) so the harness can start a private redis-server.',
+    );
+  }
 }
 
 export function freePort(): Promise<number> {
@@ -46,7 +70,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number): Promise<void> {
+export async function waitForPort(port: number): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     const ok = await new Promise<boolean>((resolve) => {

@@ -1,3 +1,6 @@
+import { rmSync } from 'node:fs';
+import { stopLocalCluster } from './cluster';
+
 export default async function globalTeardown(): Promise<void> {
   const pid = Number(process.env['SKY_TEST_REDIS_PID']);
   if (pid) {
@@ -7,4 +10,9 @@ export default async function globalTeardown(): Promise<void> {
       // already gone
     }
   }
+  const clusterPids = process.env['SKY_TEST_REDIS_CLUSTER_PIDS'];
+  if (clusterPids) await stopLocalCluster({ pids: clusterPids.split(',').map(Number) });
+  const dir = process.env['SKY_TEST_REDIS_DIR'];
+  // Only the temp dirs the setup made (no persistence, so nothing in them is worth keeping).
+  if (dir && /sky-redis-/.test(dir)) rmSync(dir, { recursive: true, force: true });
 }
