@@ -60,25 +60,29 @@ export async function fetchIdentity(
   }
   const groups = new Set(slugs);
   const uuid = user.uuid.toLowerCase();
+  const memberGroups = async (slug: string, asGiven: string): Promise<string[]> => {
+    try {
+      // Only groups the person is in (dex added every group of the workspace).
+      return (await client.groups(accessToken, asGiven))
+        .filter((g) =>
+          g.members.some((m) => m.uuid.toLowerCase() === uuid || m.account_id === user.account_id),
+        )
+        .map((g) => `${slug}/${g.slug.toLowerCase()}`);
+    } catch (err) {
+      // Not an admin of this workspace: the 1.0 API says 403; skip quietly (dex #1977, Concourse #6612).
+      if (!(err instanceof SkyError && err.code === 'forbidden')) throw err;
+      client.log?.debug({ workspace: slug }, 'not a workspace admin: its groups are skipped');
+      return [];
+    }
+  };
+  // A workspace's groups and permission do not depend on each other: both calls at once.
   const extra = await bounded(slugs, config.concurrency, async (slug) => {
     const asGiven = bySlug.get(slug) ?? slug;
-    const found: string[] = [];
-    if (config.includeTeamGroups) {
-      try {
-        for (const group of await client.groups(accessToken, asGiven)) {
-          // Only groups the person is in (dex added every group of the workspace).
-          if (group.members.some((m) => m.uuid.toLowerCase() === uuid || m.account_id === user.account_id))
-            found.push(`${slug}/${group.slug.toLowerCase()}`);
-        }
-      } catch (err) {
-        // Not an admin of this workspace: the 1.0 API says 403; skip quietly (dex #1977, Concourse #6612).
-        if (!(err instanceof SkyError && err.code === 'forbidden')) throw err;
-        client.log?.debug({ workspace: slug }, 'not a workspace admin: its groups are skipped');
-      }
-    }
-    if (config.getWorkspacePermissions)
-      found.push(`${slug}:${await client.permission(accessToken, asGiven)}`);
-    return found;
+    const [found, permission] = await Promise.all([
+      config.includeTeamGroups ? memberGroups(slug, asGiven) : [],
+      config.getWorkspacePermissions ? client.permission(accessToken, asGiven) : null,
+    ]);
+    return permission === null ? found : [...found, `${slug}:${permission}`];
   });
   for (const list of extra) for (const g of list) groups.add(g);
   const email = confirmedEmail(emails);

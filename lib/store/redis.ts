@@ -47,6 +47,14 @@ if removed == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return removed
 `;
 
+/* KEYS: revoked users. ARGV: subject, not-before. Stores and returns the later of the old and new time. */
+const REVOKE_USER = `
+local previous = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+local effective = math.max(previous, tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], ARGV[1], tostring(effective))
+return effective
+`;
+
 export function connectRedis(config: RedisConfig): Client {
   const common = {
     // Fail a command after a short outage instead of queueing it forever (SECURITY: bounded latency).
@@ -176,10 +184,11 @@ class RedisRevocationRecords implements RevocationRecords {
 
   revokeUser(sub: string, notBefore: number): Promise<void> {
     return guarded('revoke user', async () => {
-      // Keep the later time: an older revocation arriving late must not re-admit tokens.
-      const previous = Number(await this.client.hget(this.keys.revokedUsers, sub)) || 0;
-      const effective = Math.max(previous, notBefore);
-      await this.client.hset(this.keys.revokedUsers, sub, String(effective));
+      // Atomically keep the later time: two nodes revoking at once, or an older revocation arriving
+      // late, must never lower it and re-admit tokens.
+      const effective = Number(
+        await this.client.eval(REVOKE_USER, 1, this.keys.revokedUsers, sub, notBefore),
+      );
       const event: StoreEvent = { type: 'revoke-user', sub, notBefore: effective };
       await this.client.publish(this.keys.events, JSON.stringify(event));
     });

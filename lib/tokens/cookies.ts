@@ -9,6 +9,8 @@ const MAX_CHUNKS = 30;
 /** Room for 30 full chunks plus the CSRF cookie and a host app's own cookies; more is refused unread. */
 const MAX_COOKIE_HEADER = 128 * 1024;
 const MAX_COOKIES = 100;
+const ENCODED_PREFIX = 'bearer%20';
+const ENCODED_BEARER = /^bearer%20[A-Za-z0-9_.-]+$/;
 /** A compact JWT: base64url segments and dots, so encodeURIComponent leaves every character alone. */
 const COMPACT_JWT = /^[A-Za-z0-9_.-]+$/;
 
@@ -156,6 +158,8 @@ function firstCookie(header: string, name: string): string | undefined {
     const end = header.indexOf(';', at);
     let value = header.slice(at + wanted.length, end === -1 ? undefined : end).trim();
     if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    // The cookie sky writes is `bearer%20<jwt>`: only its one escape needs decoding (a 1 KB decode otherwise).
+    if (ENCODED_BEARER.test(value)) return `bearer ${value.slice(ENCODED_PREFIX.length)}`;
     try {
       return decodeURIComponent(value);
     } catch {

@@ -1,7 +1,10 @@
 import { rmSync } from 'node:fs';
 import { stopLocalCluster } from './cluster';
+import { LONG, writeSecurityFigures } from './figures';
 
 export default async function globalTeardown(): Promise<void> {
+  // What the hardening tests of a long run measured goes into docs/SECURITY.md (the cluster run is a subset).
+  if (LONG && process.env['SKY_TEST_REDIS'] !== 'cluster') writeSecurityFigures();
   const pid = Number(process.env['SKY_TEST_REDIS_PID']);
   if (pid) {
     try {

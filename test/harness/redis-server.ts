@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,6 +74,7 @@ export class PrivateRedis {
   async stop(): Promise<void> {
     this.child?.kill('SIGKILL');
     this.child = null;
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
