@@ -67,8 +67,8 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       log.error({ err }, 'could not reload revocations after a reconnect'),
     );
   });
-  const client = new BitbucketClient(config.bitbucketCloud, { log });
   const bitbucket = config.bitbucketCloud;
+  const client = new BitbucketClient(bitbucket, { log });
   const grants = new Grants({
     key,
     records: store.grants,
