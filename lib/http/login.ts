@@ -45,8 +45,8 @@ async function land(
   const attrs = { ...cookieAttributes(ctx.config), expires: new Date(claims.exp * 1000) };
   res.append('Set-Cookie', authCookies(browser.token, claims.csrf, attrs, parseCookies(req.headers.cookie)));
   if (state.flyPort !== undefined) {
-    const forCli = cli ?? browser;
-    sendPage(res, 200, flySuccessPage(forCli.token, state.flyPort, forCli.refreshToken));
+    const handed = cli ?? browser;
+    sendPage(res, 200, flySuccessPage(handed.token, state.flyPort, handed.refreshToken));
     return;
   }
   const target = new URL(state.redirect);
@@ -55,10 +55,13 @@ async function land(
   res.set('Cache-Control', 'no-store').redirect(302, target.href);
 }
 
-/** A token and refresh family of its own for the CLI, when the user's upstream grant is live. */
-async function forCli(ctx: SkyContext, browser: Issued): Promise<Issued | undefined> {
-  const family = await ctx.grants.fork(browser.claims.sub);
-  return family ? ctx.issue(identityOf(browser.claims), async () => family) : undefined;
+/**
+ * Another token of the same person with a refresh family of its own (the CLI's and the browser's never
+ * share one), when the user's upstream grant is live.
+ */
+async function ownFamily(ctx: SkyContext, issued: Issued): Promise<Issued | undefined> {
+  const family = await ctx.grants.fork(issued.claims.sub);
+  return family ? ctx.issue(identityOf(issued.claims), async () => family) : undefined;
 }
 
 /** GET /sky/login (SPEC §4.1). */
@@ -71,7 +74,13 @@ export function login(passport: Authenticator) {
     // As Concourse: a browser that already holds a good token is not sent to Bitbucket again.
     const existing = validCookieToken(req) ?? (await renewFromSession(req));
     if (existing) {
-      await land(req, res, state, existing, flyPort === undefined ? undefined : await forCli(ctx, existing));
+      await land(
+        req,
+        res,
+        state,
+        existing,
+        flyPort === undefined ? undefined : await ownFamily(ctx, existing),
+      );
       return;
     }
     // passport-oauth2 hands an object `state` to the state store (types say string; the code says object).
@@ -151,8 +160,6 @@ export function callback(passport: Authenticator) {
 /** The login's own family goes to whoever asked: the browser, or the CLI (the browser then gets a second). */
 async function finish(req: Request, res: Response, state: LoginState, result: Issued): Promise<void> {
   if (state.flyPort === undefined) return land(req, res, state, result);
-  const ctx = contextOf(req);
-  const family = await ctx.grants.fork(result.claims.sub);
-  const browser = family ? await ctx.issue(identityOf(result.claims), async () => family) : result;
+  const browser = (await ownFamily(contextOf(req), result)) ?? result;
   await land(req, res, state, browser, result);
 }

@@ -199,9 +199,10 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       return;
     }
     // A host route's answer carries a request id only when sky answers it (an error); sky's own always.
-    if (started && !OWN_PATH.test(req.path)) return next();
+    const own = OWN_PATH.test(req.path);
+    if (started && !own) return next();
     const go = (): void => {
-      if (OWN_PATH.test(req.path)) withRequestId(assignRequestId(req, res), () => router(req, res, next));
+      if (own) withRequestId(assignRequestId(req, res), () => router(req, res, next));
       else next();
     };
     if (started) return go();

@@ -1,6 +1,14 @@
 import type { Identity } from '../connector';
 import type { StoreEvent, TeamRecords, WriteMode, WriteOutcome } from '../store';
-import { parseTeamAuth, principalsOf, rolesOf, teamAuthEntries, type Role, type TeamAuth } from './auth';
+import {
+  parseTeamAuth,
+  principalsOf,
+  roleOf,
+  rolesOf,
+  teamAuthEntries,
+  type Role,
+  type TeamAuth,
+} from './auth';
 
 /** Team configs one node keeps (about 1 KB each): every team a busy node serves, well under 150 MB of RSS. */
 const CACHE_SIZE = 10_000;
@@ -69,7 +77,7 @@ export class TeamStore {
     const teams = new Map<string, TeamAuth>();
     for (const [team, json] of await this.records.findByPrincipals(principalsOf(identity))) {
       const auth = decode(json);
-      if (auth && rolesOf(identity, auth).length > 0) teams.set(team, auth);
+      if (auth && roleOf(identity, auth) !== null) teams.set(team, auth);
     }
     return teams;
   }

@@ -1,14 +1,11 @@
 import { createHash } from 'node:crypto';
+import { escapeHtml } from '../http/pages';
 import type { FakeUser } from './fixtures';
 
 /**
  * The fake's HTML: the consent page and its error pages. Plain HTML, no script, everything escaped.
  * It looks like its own site (Bitbucket blue) with sky's layout, and says plainly that it is a fake.
  */
-
-export function escapeHtml(value: string): string {
-  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
 
 /** Text colours are chosen for WCAG AA contrast on their backgrounds (checked by the browser test). */
 const STYLE =
@@ -43,7 +40,7 @@ export const PAGE_CSP =
   "form-action *; frame-ancestors 'none'; base-uri 'none'";
 
 /** A whole page; `body` must already be escaped HTML. */
-export function htmlPage(title: string, body: string, tone: 'error' | '' = ''): string {
+function htmlPage(title: string, body: string, tone: 'error' | '' = ''): string {
   return (
     `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
     `<meta name="viewport" content="width=device-width, initial-scale=1">` +
