@@ -2,6 +2,7 @@
 export { sky, type SkyRouter, type SkyRouterOptions } from './http/router';
 export { landing } from './http/landing';
 export { requiresAuth, requiresTeamRole, requiresAdmin, type TeamRoleOptions } from './http/guards';
+export { claimsOf } from './http/context';
 export { errorHandler, notFound } from './http/errors';
 export { BitbucketStrategy, BitbucketClient, fetchIdentity, BITBUCKET_CLOUD } from './bitbucket';
 export { resolveConfig, type SkyOptions } from './config';

@@ -1,6 +1,7 @@
 import express, { type Request, type Response, type Router } from 'express';
 import { SkyError } from '../errors';
 import { parseTeamAuth, roleOf, validateTeamName, type TeamAuth } from '../teams/auth';
+import { claimsOf } from './context';
 import { onlyMethods } from './errors';
 import {
   authenticate,
@@ -133,6 +134,6 @@ async function deleteTeam(req: Request, res: Response): Promise<void> {
   const name = teamParam(req);
   if (name === 'main') throw new SkyError('forbidden', 'the main team cannot be deleted');
   if (!(await ctx.teams.delete(name))) throw new SkyError('team_not_found', `team '${name}' not found`);
-  ctx.log.info({ reqId: req.skyRequestId, sub: req.skyToken?.sub, team: name }, 'team deleted');
+  ctx.log.info({ reqId: req.skyRequestId, sub: claimsOf(req)?.sub, team: name }, 'team deleted');
   res.status(204).end();
 }

@@ -1,3 +1,4 @@
+import type { Request } from 'express';
 import type { Config } from '../config/types';
 import type { Identity } from '../connector';
 import type { Logger } from '../log';
@@ -39,13 +40,36 @@ export function cookieAttributes(config: Pick<Config, 'mountPath' | 'cookieSecur
   return { path: config.mountPath || '/', secure: config.cookieSecure };
 }
 
+/*
+ * What sky knows of a request lives in WeakMaps keyed by the request, not on it: each property added
+ * to Express's request objects cost a host route about 5 % of its CPU (bench/before-after.md).
+ */
+const contexts = new WeakMap<Request, SkyContext>();
+const verifiedTokens = new WeakMap<Request, SkyClaims>();
+
+/** Done by the sky() router for every request it sees. */
+export function attachContext(req: Request, ctx: SkyContext): void {
+  contexts.set(req, ctx);
+}
+
+/** The context of the sky() router this request went through, if any. */
+export function skyContextOf(req: Request): SkyContext | undefined {
+  return contexts.get(req);
+}
+
+/** Done by the guards once a request's token is verified. */
+export function rememberClaims(req: Request, claims: SkyClaims): void {
+  verifiedTokens.set(req, claims);
+}
+
+/** The claims of the request's token once a guard (requiresAuth, requiresTeamRole, …) has verified it. */
+export function claimsOf(req: Request): SkyClaims | undefined {
+  return verifiedTokens.get(req);
+}
+
 declare module 'express-serve-static-core' {
   interface Request {
-    /** Set by the sky() router. */
-    sky?: SkyContext;
-    /** The verified token of this request, set by the guards. */
-    skyToken?: SkyClaims;
-    /** A request id: the caller's X-Request-Id when it is sane, else a fresh one. */
+    /** A request id (sky's own answers only): the caller's X-Request-Id when it is sane, else a fresh one. */
     skyRequestId?: string;
   }
 }

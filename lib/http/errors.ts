@@ -3,7 +3,7 @@ import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Respon
 import { isSkyError, SkyError, type SkyErrorCode } from '../errors';
 import { createLogger, type Logger } from '../log';
 import { clearAuthCookies, parseCookies } from '../tokens';
-import { cookieAttributes } from './context';
+import { cookieAttributes, skyContextOf } from './context';
 import { errorPage, sendPage } from './pages';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -167,7 +167,8 @@ export function errorHandler(): ErrorRequestHandler {
   return (err: unknown, req: Request, res: Response, next: NextFunction) => {
     const error = toSkyError(err);
     if (req.skyRequestId === undefined && !res.headersSent) assignRequestId(req, res);
-    const log = req.sky?.log ?? (fallbackLog ??= createLogger());
+    const ctx = skyContextOf(req);
+    const log = ctx?.log ?? (fallbackLog ??= createLogger());
     const entry = { reqId: req.skyRequestId, error: error.code, status: error.status, path: req.path };
     // Why a 401 (a fixed phrase of the verifier or the guards) goes to the log only; other 4xx causes
     // stay out (a JSON parse error quotes the body it failed on).
@@ -182,7 +183,7 @@ export function errorHandler(): ErrorRequestHandler {
     }
     if (error.status === 401 && req.get('cookie') && !req.get('authorization')) {
       // A 401 to a cookie request clears the cookies (SPEC §7.2), so the browser stops sending a dead token.
-      const attrs = req.sky ? cookieAttributes(req.sky.config) : { path: '/', secure: true };
+      const attrs = ctx ? cookieAttributes(ctx.config) : { path: '/', secure: true };
       res.append('Set-Cookie', clearAuthCookies(parseCookies(req.get('cookie')), attrs));
     }
     if ((error.status === 503 || error.status === 429) && !res.get('Retry-After'))

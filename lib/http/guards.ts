@@ -3,7 +3,7 @@ import type { Identity } from '../connector';
 import { SkyError } from '../errors';
 import { roleIncludes, roleOf, type Role } from '../teams/auth';
 import { csrfMatches, tokenFromAuthorization, tokenFromCookieHeader, type SkyClaims } from '../tokens';
-import type { SkyContext } from './context';
+import { claimsOf, rememberClaims, skyContextOf, type SkyContext } from './context';
 
 /** Methods that change nothing: a cookie is enough for them; others need X-Csrf-Token (SPEC §7.2). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -12,13 +12,14 @@ const notAuthorized = (reason: string): SkyError =>
   new SkyError('not_authorized', 'not authorized', { cause: new Error(reason) });
 
 export function contextOf(req: Request): SkyContext {
-  if (!req.sky) {
+  const ctx = skyContextOf(req);
+  if (!ctx) {
     throw new SkyError(
       'invalid_config',
       'sky guards need the sky() router mounted before the guarded routes',
     );
   }
-  return req.sky;
+  return ctx;
 }
 
 /** Where the token of a request came from: a cookie request also needs CSRF and gets cookies cleared on 401. */
@@ -42,7 +43,8 @@ export function presentedToken(req: Request): PresentedToken | null {
  * Every failure is the same 401 `not authorized`; the reason goes to the log only.
  */
 export function authenticate(req: Request): SkyClaims {
-  if (req.skyToken) return req.skyToken;
+  const known = claimsOf(req);
+  if (known) return known;
   const ctx = contextOf(req);
   const presented = presentedToken(req);
   if (!presented) throw notAuthorized('no token presented');
@@ -53,7 +55,7 @@ export function authenticate(req: Request): SkyClaims {
     const given = req.get('x-csrf-token') ?? formCsrfToken(req);
     if (!csrfMatches(claims.csrf, given)) throw notAuthorized('missing or wrong X-Csrf-Token');
   }
-  req.skyToken = claims;
+  rememberClaims(req, claims);
   return claims;
 }
 

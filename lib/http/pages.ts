@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Response } from 'express';
+import { skyContextOf } from './context';
 
 /**
  * Server-rendered pages (SPEC §4.6): plain HTML, one look, no framework. Styles and scripts carry a
@@ -126,7 +127,7 @@ function heading(html: string, tone?: Page['tone']): string {
 /** Every page goes out through here: one set of safe headers, never cached (pages may show a token). */
 export function sendPage(res: Response, status: number, page: Page): void {
   const nonce = randomBytes(16).toString('base64');
-  const base = res.req.sky?.config.externalUrl.replace(/\/+$/, '') ?? '';
+  const base = skyContextOf(res.req)?.config.externalUrl.replace(/\/+$/, '') ?? '';
   res.status(status);
   res.set({
     'Content-Type': 'text/html; charset=utf-8',

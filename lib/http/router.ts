@@ -23,7 +23,7 @@ import {
 } from '../tokens';
 import { Grants, type IssuedRefresh } from '../tokens/grants';
 import { Revocations } from '../tokens/revocations';
-import { cookieAttributes, type Issued, type SkyContext } from './context';
+import { attachContext, cookieAttributes, type Issued, type SkyContext } from './context';
 import { assignRequestId, errorHandler, notFound, onlyMethods } from './errors';
 import { api } from './api';
 import { authenticate } from './guards';
@@ -192,7 +192,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
    * `next('router')` would cost it a trip through the event loop).
    */
   const mounted: RequestHandler = (req, res, next) => {
-    req.sky = ctx;
+    attachContext(req, ctx);
     if (req.baseUrl !== config.mountPath) {
       const where = `sky is mounted at '${req.baseUrl || '/'}' but the external URL ${config.externalUrl} says '${config.mountPath || '/'}'`;
       handleError(new SkyError('invalid_config', where), req, res, next);
@@ -202,7 +202,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     const own = OWN_PATH.test(req.path);
     if (started && !own) return next();
     const go = (): void => {
-      if (own) withRequestId(assignRequestId(req, res), () => router(req, res, next));
+      if (own) withRequestId(assignRequestId(req, res), res, () => router(req, res, next));
       else next();
     };
     if (started) return go();

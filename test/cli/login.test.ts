@@ -98,9 +98,21 @@ describe('the browser hands the token to the local port', () => {
 
   test('--port picks the local port; -n picks the team, which the user must be on', async () => {
     const skyrc = tempSkyrc();
-    const running = start(skyrc, ['-t', 'b', 'login', '-c', node.url, '-n', 'builders', '--port', '41234']);
+    // A port known to be free now (a fixed one can be taken by any other process's ephemeral port).
+    const wanted = await freePort();
+    const running = start(skyrc, [
+      '-t',
+      'b',
+      'login',
+      '-c',
+      node.url,
+      '-n',
+      'builders',
+      '--port',
+      String(wanted),
+    ]);
     const { url, port } = await printedLoginUrl(running);
-    expect(port).toBe(41234);
+    expect(port).toBe(wanted);
     expect(running.stdout.text).toContain("logging in to team 'builders'");
     await deliver(port, await followFlyLogin(url, fake, 'bob'));
     expect((await running.done).code).toBe(0);

@@ -1,4 +1,5 @@
 import type { Request, Response } from 'express';
+import { claimsOf } from '../../lib/http/context';
 import { requiresAdmin, requiresAuth, requiresTeamRole } from '../../lib/http/guards';
 import { ROLE_INCLUDES, ROLES, type Role } from '../../lib/teams/auth';
 import { FakeBitbucket } from '../../lib/testing';
@@ -10,6 +11,7 @@ let fake: FakeBitbucket;
 let node: TestNode;
 let alice: LoggedIn; // owner of main: admin
 let bob: LoggedIn;
+let beforeGuard: unknown;
 
 const ok = (_req: Request, res: Response): void => {
   res.json({ ok: true });
@@ -24,6 +26,22 @@ beforeAll(async () => {
       app.get('/probe-fixed', requiresTeamRole('member', { team: 'fixed' }), ok);
       app.get('/probe-fn', requiresTeamRole('viewer', { team: (req) => String(req.query['t']) }), ok);
       app.get('/probe-auth', requiresAuth(), ok);
+      // What a host route sees of the caller: nothing before a guard, the verified claims after it.
+      app.get(
+        '/probe-claims',
+        (req, _res, next) => {
+          beforeGuard = claimsOf(req);
+          next();
+        },
+        requiresAuth(),
+        (req, res) => {
+          res.json({
+            before: beforeGuard ?? null,
+            user: claimsOf(req)?.user_name,
+            own: Object.keys(req).filter((k) => k.startsWith('sky')),
+          });
+        },
+      );
       app.get('/probe-admin', requiresAdmin(), ok);
     },
   });
@@ -74,6 +92,13 @@ test('the admin (owner of main) passes every role on a team that does not name t
   }
   expect((await fetch(`${node.url}/probe-admin`, { headers: alice.bearer })).status).toBe(200);
   expect((await fetch(`${node.url}/probe-admin`, { headers: bob.bearer })).status).toBe(403);
+});
+
+test('claimsOf(req) gives a host route the verified claims; sky adds no property to req', async () => {
+  const res = await fetch(`${node.url}/probe-claims`, { headers: bob.bearer });
+  expect(res.status).toBe(200);
+  expect(await res.json()).toEqual({ before: null, user: 'bob', own: [] });
+  expect((await fetch(`${node.url}/probe-claims`)).status).toBe(401);
 });
 
 test('anonymous and bad tokens get 401 not authorized on every guard', async () => {
