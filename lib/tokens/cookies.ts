@@ -157,7 +157,7 @@ export function tokenFromCookies(cookies: Record<string, string>): string | null
  */
 export function tokenFromCookieHeader(header: string | undefined): string | null {
   if (!header || header.length > MAX_COOKIE_HEADER) return null;
-  const value = firstCookie(header, AUTH_COOKIE);
+  const value = firstAuthCookie(header);
   if (value === undefined) return tokenFromCookies(parseCookies(header));
   // The value sky writes, `bearer%20<jwt>`, has one escape: no 1 KB decode for it.
   if (value.startsWith(ENCODED_PREFIX) && value.indexOf('%', ENCODED_PREFIX.length) === -1) {
@@ -166,9 +166,11 @@ export function tokenFromCookieHeader(header: string | undefined): string | null
   return afterBearer(decodeCookieValue(value));
 }
 
-/** The first cookie called `name` (at a cookie boundary, as parseCookies reads it), not yet decoded. */
-function firstCookie(header: string, name: string): string | undefined {
-  const wanted = `${name}=`;
+const AUTH_COOKIE_START = `${AUTH_COOKIE}=`;
+
+/** The first skymarshal_auth cookie (at a cookie boundary, as parseCookies reads it), not yet decoded. */
+function firstAuthCookie(header: string): string | undefined {
+  const wanted = AUTH_COOKIE_START;
   for (let at = header.indexOf(wanted); at !== -1; at = header.indexOf(wanted, at + 1)) {
     let before = at - 1;
     while (before >= 0 && (header[before] === ' ' || header[before] === '\t')) before--;
