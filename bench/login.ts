@@ -1,5 +1,4 @@
 import { BitbucketClient } from '../lib/bitbucket/client';
-import type { BitbucketCloudConfig } from '../lib/config/types';
 import { SkyError } from '../lib/errors';
 import type { FakeBitbucket } from '../lib/testing';
 import { timed } from './stats';
@@ -74,20 +73,7 @@ export interface ConnectorSwitches {
 }
 
 export function clientFor(fake: FakeBitbucket, switches: ConnectorSwitches): BitbucketClient {
-  const config: BitbucketCloudConfig = {
-    id: 'bitbucket-cloud',
-    name: 'Bitbucket Cloud',
-    clientId: fake.client.id,
-    clientSecret: fake.client.secret,
-    webUrl: fake.webUrl,
-    apiUrl: fake.apiUrl,
-    teams: [],
-    ...switches,
-    timeoutMs: 10_000,
-    retries: 0,
-    concurrency: 8,
-  };
-  return new BitbucketClient(config);
+  return new BitbucketClient(fake.connectorConfig({ ...switches, timeoutMs: 10_000, retries: 0 }));
 }
 
 const DEX_CALLBACK = 'http://127.0.0.1:5556/dex/callback';

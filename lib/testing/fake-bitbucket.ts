@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { BitbucketCloudConfig } from '../config/types';
 import { SkyError } from '../errors';
 import {
   loadFixtures,
@@ -261,6 +262,25 @@ export class FakeBitbucket {
   /** The first fixture client: the id and secret default configs use. */
   get client(): FakeClient {
     return this.clients[0] as FakeClient;
+  }
+
+  /** A connector config against this fake: small timeout and 2 retries, so fault tests stay fast. */
+  connectorConfig(overrides: Partial<BitbucketCloudConfig> = {}): BitbucketCloudConfig {
+    return {
+      id: 'bitbucket-cloud',
+      name: 'Bitbucket Cloud',
+      clientId: this.client.id,
+      clientSecret: this.client.secret,
+      webUrl: this.webUrl,
+      apiUrl: this.apiUrl,
+      teams: [],
+      includeTeamGroups: false,
+      getWorkspacePermissions: false,
+      timeoutMs: 1_000,
+      retries: 2,
+      concurrency: 8,
+      ...overrides,
+    };
   }
 
   /** Authorize auto-consents as this user; null shows the consent page (the default). */

@@ -170,13 +170,16 @@ const AUTH_COOKIE_START = `${AUTH_COOKIE}=`;
 
 /** The first skymarshal_auth cookie (at a cookie boundary, as parseCookies reads it), not yet decoded. */
 function firstAuthCookie(header: string): string | undefined {
-  const wanted = AUTH_COOKIE_START;
-  for (let at = header.indexOf(wanted); at !== -1; at = header.indexOf(wanted, at + 1)) {
+  for (
+    let at = header.indexOf(AUTH_COOKIE_START);
+    at !== -1;
+    at = header.indexOf(AUTH_COOKIE_START, at + 1)
+  ) {
     let before = at - 1;
     while (before >= 0 && (header[before] === ' ' || header[before] === '\t')) before--;
     if (before >= 0 && header[before] !== ';') continue;
     const end = header.indexOf(';', at);
-    const value = header.slice(at + wanted.length, end === -1 ? undefined : end).trim();
+    const value = header.slice(at + AUTH_COOKIE_START.length, end === -1 ? undefined : end).trim();
     return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
   }
   return undefined;

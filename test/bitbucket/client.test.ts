@@ -4,14 +4,14 @@ import { BitbucketClient } from '../../lib/bitbucket';
 import { SkyError } from '../../lib/errors';
 import { FakeBitbucket } from '../../lib/testing';
 import { freePort } from '../harness/global-setup';
-import { CALLBACK, codeFor, configFor, failureOf, tokensFor } from './fake-login';
+import { CALLBACK, codeFor, failureOf, tokensFor } from './fake-login';
 
 let fake: FakeBitbucket;
 let client: BitbucketClient;
 
 beforeAll(async () => {
   fake = await FakeBitbucket.start();
-  client = new BitbucketClient(configFor(fake));
+  client = new BitbucketClient(fake.connectorConfig());
 });
 afterAll(() => fake.stop());
 afterEach(() => {
@@ -22,7 +22,7 @@ afterEach(() => {
 
 describe('the authorize URL', () => {
   test('is exactly what SPEC §4.1 lists, with PKCE S256', () => {
-    const c = new BitbucketClient(configFor(fake, { webUrl: 'https://bitbucket.org', clientId: 'cid' }));
+    const c = new BitbucketClient(fake.connectorConfig({ webUrl: 'https://bitbucket.org', clientId: 'cid' }));
     expect(
       c.authorizeUrl({
         state: 's/t+1',
@@ -115,7 +115,7 @@ describe('the token endpoint', () => {
   });
 
   test('a wrong client secret is an upstream_error that names the consumer, not the secret', async () => {
-    const wrong = new BitbucketClient(configFor(fake, { clientSecret: 'not-the-secret-123' }));
+    const wrong = new BitbucketClient(fake.connectorConfig({ clientSecret: 'not-the-secret-123' }));
     const err = await failureOf(wrong.exchangeCode(await codeFor(fake, 'alice'), CALLBACK));
     expect(err.code).toBe('upstream_error');
     expect(err.message).toContain('client id and secret');
@@ -135,7 +135,7 @@ describe('the token endpoint', () => {
     fake.clearFaults();
     fake.resetRequests();
     fake.addFault({ match: 'token', kind: 'hang' });
-    const quick = new BitbucketClient(configFor(fake, { timeoutMs: 300 }));
+    const quick = new BitbucketClient(fake.connectorConfig({ timeoutMs: 300 }));
     const err = await failureOf(tokensFor(fake, quick, 'alice'));
     expect(err.code).toBe('upstream_timeout');
     expect(err.status).toBe(504);
@@ -270,7 +270,7 @@ describe('faults', () => {
   );
 
   test('a hanging API: upstream_timeout (504), each attempt bounded by timeoutMs', async () => {
-    const quick = new BitbucketClient(configFor(fake, { timeoutMs: 300, retries: 1 }));
+    const quick = new BitbucketClient(fake.connectorConfig({ timeoutMs: 300, retries: 1 }));
     fake.addFault({ match: 'api', kind: 'hang' });
     const started = Date.now();
     const err = await failureOf(quick.user(access));
@@ -286,7 +286,7 @@ describe('faults', () => {
   test('connection refused: upstream_unavailable (503)', async () => {
     const port = await freePort();
     const down = new BitbucketClient(
-      configFor(fake, { apiUrl: `http://127.0.0.1:${port}`, webUrl: `http://127.0.0.1:${port}` }),
+      fake.connectorConfig({ apiUrl: `http://127.0.0.1:${port}`, webUrl: `http://127.0.0.1:${port}` }),
     );
     const err = await failureOf(down.user(access));
     expect(err.code).toBe('upstream_unavailable');
@@ -311,7 +311,7 @@ describe('faults', () => {
     const address = api.address();
     const port = typeof address === 'object' && address ? address.port : 0;
     try {
-      const odd = new BitbucketClient(configFor(fake, { apiUrl: `http://127.0.0.1:${port}` }));
+      const odd = new BitbucketClient(fake.connectorConfig({ apiUrl: `http://127.0.0.1:${port}` }));
       const err = await failureOf(odd.workspaces(access));
       expect(err.code).toBe('upstream_error');
       expect(err.message).toContain('another host');

@@ -1,32 +1,9 @@
 import type { BitbucketClient } from '../../lib/bitbucket';
-import type { BitbucketCloudConfig } from '../../lib/config/types';
 import type { UpstreamTokens } from '../../lib/connector';
 import type { FakeBitbucket } from '../../lib/testing';
 
 /** Where the fake sends the browser back; nothing listens there, the tests read the Location only. */
 export const CALLBACK = 'http://127.0.0.1:9/sky/issuer/callback';
-
-/** The connector configured against the fake: small timeout and 2 retries, so fault tests stay fast. */
-export function configFor(
-  fake: FakeBitbucket,
-  overrides: Partial<BitbucketCloudConfig> = {},
-): BitbucketCloudConfig {
-  return {
-    id: 'bitbucket-cloud',
-    name: 'Bitbucket Cloud',
-    clientId: fake.client.id,
-    clientSecret: fake.client.secret,
-    webUrl: fake.webUrl,
-    apiUrl: fake.apiUrl,
-    teams: [],
-    includeTeamGroups: false,
-    getWorkspacePermissions: false,
-    timeoutMs: 1_000,
-    retries: 2,
-    concurrency: 8,
-    ...overrides,
-  };
-}
 
 /** Walks the fake's consent screen as `user` and returns the code it hands to the callback. */
 export async function codeFor(

@@ -3,7 +3,7 @@ import type { BitbucketCloudConfig } from '../../lib/config/types';
 import type { Identity } from '../../lib/connector';
 import { SkyError } from '../../lib/errors';
 import { FakeBitbucket } from '../../lib/testing';
-import { configFor, failureOf, tokensFor } from './fake-login';
+import { failureOf, tokensFor } from './fake-login';
 
 let fake: FakeBitbucket;
 
@@ -18,7 +18,7 @@ afterEach(() => {
 
 /** Logs `user` in at the fake and reads their identity with the connector configured by `overrides`. */
 async function identityOf(user: string, overrides: Partial<BitbucketCloudConfig> = {}): Promise<Identity> {
-  const config = configFor(fake, overrides);
+  const config = fake.connectorConfig(overrides);
   const client = new BitbucketClient(config);
   const { accessToken } = await tokensFor(fake, client, user);
   fake.resetRequests();
@@ -88,7 +88,7 @@ describe('identity (SPEC §5.2)', () => {
   });
 
   test('user, emails and workspaces are requested concurrently', async () => {
-    const config = configFor(fake);
+    const config = fake.connectorConfig();
     const client = new BitbucketClient(config);
     const { accessToken } = await tokensFor(fake, client, 'alice');
     fake.resetRequests();

@@ -8,7 +8,6 @@ import type { BitbucketCloudConfig } from '../../lib/config/types';
 import type { Identity, UpstreamTokens } from '../../lib/connector';
 import { SkyError } from '../../lib/errors';
 import { FakeBitbucket } from '../../lib/testing';
-import { configFor } from './fake-login';
 
 /** The smallest state store passport-oauth2 accepts for PKCE: single-use handles in a Map. */
 class MapStateStore implements PkceStateStore {
@@ -66,7 +65,7 @@ async function startApp(overrides: Partial<BitbucketCloudConfig> = {}): Promise<
   const auth = new passport.Passport();
   auth.use(
     new BitbucketStrategy(
-      { config: configFor(fake, overrides), callbackURL: `${url}/callback`, store: new MapStateStore() },
+      { config: fake.connectorConfig(overrides), callbackURL: `${url}/callback`, store: new MapStateStore() },
       (_req, tokens, identity, done) => {
         verified.push({ tokens, identity });
         done(null, { id: identity.userId });
@@ -108,7 +107,7 @@ async function login(app: App, user: string): Promise<{ authorize: URL; callback
 
 test('the strategy is named bitbucket-cloud', () => {
   const s = new BitbucketStrategy(
-    { config: configFor(fake), callbackURL: 'http://127.0.0.1:1/cb', store: new MapStateStore() },
+    { config: fake.connectorConfig(), callbackURL: 'http://127.0.0.1:1/cb', store: new MapStateStore() },
     (_req, _tokens, _identity, done) => done(null, false),
   );
   expect(s.name).toBe('bitbucket-cloud');

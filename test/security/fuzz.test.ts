@@ -436,7 +436,8 @@ describe('the sky CLI', () => {
       odd: { api: 'not a url', team: 'main', token: { type: 'bearer', value: 'x' } },
     },
   });
-  const WORDS = [
+  /** The commands and their aliases (SPEC §9). */
+  const COMMAND_WORDS = [
     'login',
     'l',
     'logout',
@@ -450,6 +451,9 @@ describe('the sky CLI', () => {
     'dt',
     'userinfo',
     'targets',
+  ];
+  const WORDS = [
+    ...COMMAND_WORDS,
     'ts',
     '-t',
     '--target',
@@ -550,21 +554,7 @@ describe('the sky CLI', () => {
           .map(([flag, v]) => [flag, v]),
         fc.constantFrom(['--target=ci'], ['-tci'], ['-tdown']),
       ),
-      fc.constantFrom(
-        'login',
-        'l',
-        'logout',
-        'set-team',
-        'st',
-        'teams',
-        't',
-        'get-team',
-        'gt',
-        'destroy-team',
-        'dt',
-        'userinfo',
-        'targets',
-      ),
+      fc.constantFrom(...COMMAND_WORDS),
       fc.array(
         fc.oneof(
           fc

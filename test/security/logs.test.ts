@@ -2,6 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type express from 'express';
 import { requiresAuth } from '../../lib/http/guards';
+import type { SkyRouterOptions } from '../../lib/http/router';
 import { createLogger } from '../../lib/log';
 import { FakeBitbucket } from '../../lib/testing';
 import { Browser, type Hop } from '../harness/browser';
@@ -57,25 +58,31 @@ let seq = 0;
 let fake: FakeBitbucket;
 let node: TestNode;
 
+/** This test's nodes: one signing key, the log captured at trace, Bitbucket given up on quickly. */
+function tracedOptions(
+  bitbucket: Partial<NonNullable<SkyRouterOptions['bitbucketCloud']>>,
+): SkyRouterOptions {
+  return {
+    signingKey,
+    logger: createLogger('trace', sink),
+    rateLimit: { perMinute: 0 },
+    bitbucketCloud: {
+      clientId: fake.client.id,
+      clientSecret: fake.client.secret,
+      webUrl: fake.webUrl,
+      apiUrl: fake.apiUrl,
+      timeoutMs: 500,
+      retries: 1,
+      ...bitbucket,
+    },
+  };
+}
+
 beforeAll(async () => {
   fake = await FakeBitbucket.start();
   node = await startNode({
     fake,
-    options: {
-      signingKey,
-      logger: createLogger('trace', sink),
-      rateLimit: { perMinute: 0 },
-      bitbucketCloud: {
-        clientId: fake.client.id,
-        clientSecret: fake.client.secret,
-        webUrl: fake.webUrl,
-        apiUrl: fake.apiUrl,
-        includeTeamGroups: true,
-        getWorkspacePermissions: true,
-        timeoutMs: 500,
-        retries: 1,
-      },
-    },
+    options: tracedOptions({ includeTeamGroups: true, getWorkspacePermissions: true }),
     routes: (app: express.Express) => {
       // A host route whose bug reaches the error handler's 5xx path with the caller's credentials around.
       app.get('/host/boom', requiresAuth(), () => {
@@ -342,19 +349,7 @@ test('the main flows and the error paths log no secret, one JSON line per event 
   const gone = await FakeBitbucket.start();
   const unreachable = await startNode({
     fake,
-    options: {
-      signingKey,
-      logger: createLogger('trace', sink),
-      rateLimit: { perMinute: 0 },
-      bitbucketCloud: {
-        clientId: fake.client.id,
-        clientSecret: fake.client.secret,
-        webUrl: fake.webUrl,
-        apiUrl: gone.apiUrl,
-        timeoutMs: 500,
-        retries: 1,
-      },
-    },
+    options: tracedOptions({ apiUrl: gone.apiUrl }),
   });
   await gone.stop();
   try {
