@@ -54,6 +54,7 @@ async function skyApp(app: Express, spec: NodeSpec, externalUrl: string): Promis
     mainTeam: { users: ['alice'] },
     redis: { url: spec.redisUrl },
     keyPrefix: spec.prefix,
+    ...(spec.groupsMaxAge ? { groupsMaxAge: spec.groupsMaxAge } : {}),
     // Every login of the bench comes from 127.0.0.1: the per-IP limit would answer 429 after 60 a minute.
     rateLimit: { perMinute: 0 },
     logger: createLogger('error'),

@@ -40,16 +40,16 @@ function redirected(res: Response, what: string): string {
 
 /**
  * The real browser login against a node: GET /sky/login → the fake's authorize (auto-consent as the
- * user the fake was told) → GET the callback with the session cookie.
+ * user the fake was told) → GET the callback with the sealed login-state cookie.
  */
 export async function skyLogin(nodeUrl: string): Promise<SkyLogin> {
   const started = process.hrtime.bigint();
   const first = await hop(`${nodeUrl}/sky/login`);
   const authorize = redirected(first, 'GET /sky/login');
-  const session = setCookies(first).get('sky_session');
-  if (!session) throw new Error('GET /sky/login set no sky_session cookie');
+  const state = [...setCookies(first)].find(([name]) => name.startsWith('sky_login_'));
+  if (!state) throw new Error('GET /sky/login set no sky_login_ cookie');
   const callbackUrl = redirected(await hop(authorize), 'the fake authorize');
-  const { ms: callbackMs, value: last } = await timed(() => hop(callbackUrl, `sky_session=${session}`));
+  const { ms: callbackMs, value: last } = await timed(() => hop(callbackUrl, `${state[0]}=${state[1]}`));
   const landing = redirected(last, 'the callback');
   const totalMs = Number(process.hrtime.bigint() - started) / 1e6;
   const cookies = setCookies(last);

@@ -7,6 +7,7 @@ import { FakeBitbucket } from '../lib/testing';
 import { redisServerBinary, startRedisServer } from '../test/harness/global-setup';
 import { describePinning, pinToLoadCore } from './cores';
 import { passes, settingsFor, type BenchContext, type ScenarioReport } from './context';
+import { groupsRefresh } from './groups-refresh';
 import { loginLatency } from './login-latency';
 import { memory } from './memory';
 import { buildNodes, startNode, type BenchNode } from './nodes';
@@ -21,9 +22,10 @@ const SCENARIOS: Record<number, (ctx: BenchContext) => Promise<ScenarioReport>> 
   2: loginLatency,
   3: teamScaling,
   4: memory,
+  5: groupsRefresh,
 };
 
-const USAGE = `npm run bench -- [--quick] [--only 1,2,3,4] [--rounds N] [--cpu-prof] [--out DIR]
+const USAGE = `npm run bench -- [--quick] [--only 1,2,3,4,5] [--rounds N] [--cpu-prof] [--out DIR]
   --quick     tiny durations and team counts: proves the harness works, judges nothing (exit 0)
   --only      run some scenarios (4 reuses the teams of 3 and writes them when 3 did not run)
   --rounds    rounds per scenario (default 5; 1 with --quick)
@@ -66,7 +68,7 @@ async function main(): Promise<number> {
   }
   const started = Date.now();
   const settings = settingsFor(values.quick, values.rounds ? Number(values.rounds) : undefined);
-  const only = values.only ? values.only.split(',').map(Number) : [1, 2, 3, 4];
+  const only = values.only ? values.only.split(',').map(Number) : [1, 2, 3, 4, 5];
   if (only.some((n) => !SCENARIOS[n]) || !(settings.rounds >= 1)) {
     console.error(USAGE);
     return 2;

@@ -9,6 +9,8 @@ export interface NodeSpec {
   /** Connector switches of SPEC §5.3 (sky only). */
   includeTeamGroups?: boolean;
   getWorkspacePermissions?: boolean;
+  /** SKY_GROUPS_MAX_AGE (sky only; default 15m). */
+  groupsMaxAge?: string;
 }
 
 /** The guarded host route: Concourse's own shape, a team's pipelines. GET and POST. */

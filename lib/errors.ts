@@ -17,6 +17,8 @@ export type SkyErrorCode =
   | 'upstream_timeout'
   | 'upstream_rate_limited'
   | 'upstream_revoked'
+  | 'upstream_forbidden'
+  | 'upstream_gone'
   | 'store_unavailable'
   | 'payload_too_large'
   | 'rate_limited'
@@ -42,6 +44,8 @@ const DEFAULT_STATUS: Record<SkyErrorCode, number> = {
   upstream_timeout: 504,
   upstream_rate_limited: 503,
   upstream_revoked: 401,
+  upstream_forbidden: 502,
+  upstream_gone: 502,
   store_unavailable: 503,
   payload_too_large: 413,
   rate_limited: 429,

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BitbucketCloudConfig } from '../config/types';
 import type { AuthorizeParams, UpstreamTokens } from '../connector';
+import { OptionalCalls } from './optional';
 import { SkyError } from '../errors';
 import type { Logger } from '../log';
 
@@ -51,12 +52,15 @@ function garbage(what: string): SkyError {
 export class BitbucketClient {
   /** Also read by fetchIdentity, so the connector logs through one logger. */
   readonly log: Logger | undefined;
+  /** The optional calls' refusals and removed endpoints, remembered for an hour (SPEC §5.3). */
+  readonly optional: OptionalCalls;
 
   constructor(
     private readonly config: BitbucketCloudConfig,
     options: { log?: Logger } = {},
   ) {
     this.log = options.log;
+    this.optional = new OptionalCalls(options.log);
   }
 
   authorizeUrl(params: AuthorizeParams): string {
@@ -154,7 +158,7 @@ export class BitbucketClient {
     return p;
   }
 
-  /** The 1.0 groups API: workspace admins only; a 403 becomes SkyError('forbidden'). */
+  /** The 1.0 groups API: workspace admins only (403 otherwise); listed by Atlassian as removed (404/410). */
   async groups(accessToken: string, slug: string): Promise<BitbucketGroup[]> {
     const what = `the groups of ${slug}`;
     const body = await this.get(
@@ -221,10 +225,13 @@ export class BitbucketClient {
         'upstream_revoked',
         `Bitbucket Cloud refused the access token while reading ${what}`,
       );
+    // Bitbucket's refusals have codes of their own: sky's `forbidden` page would blame the team config.
     if (answer.status === 403)
-      throw new SkyError('forbidden', `Bitbucket Cloud does not let this user read ${what}`);
-    if (answer.status === 404)
-      throw new SkyError('upstream_error', `Bitbucket Cloud does not know ${what} (404)`);
+      throw new SkyError('upstream_forbidden', `Bitbucket Cloud does not let this user read ${what} (403)`);
+    if (answer.status === 404 || answer.status === 410)
+      throw new SkyError('upstream_gone', `Bitbucket Cloud does not know ${what} (${answer.status})`);
+    if (answer.status >= 400 && answer.status < 500 && answer.status !== 429)
+      throw new SkyError('upstream_forbidden', `Bitbucket Cloud refused to give ${what} (${answer.status})`);
     if (answer.status !== 200)
       throw new SkyError('upstream_error', `Bitbucket Cloud answered ${answer.status} for ${what}`);
     return answer.body;

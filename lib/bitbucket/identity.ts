@@ -60,27 +60,22 @@ export async function fetchIdentity(
   }
   const groups = new Set(slugs);
   const uuid = user.uuid.toLowerCase();
-  const memberGroups = async (slug: string, asGiven: string): Promise<string[]> => {
-    try {
-      // Only groups the person is in (dex added every group of the workspace).
-      return (await client.groups(accessToken, asGiven))
-        .filter((g) =>
-          g.members.some((m) => m.uuid.toLowerCase() === uuid || m.account_id === user.account_id),
-        )
-        .map((g) => `${slug}/${g.slug.toLowerCase()}`);
-    } catch (err) {
-      // Not an admin of this workspace: the 1.0 API says 403; skip quietly (dex #1977, Concourse #6612).
-      if (!(err instanceof SkyError && err.code === 'forbidden')) throw err;
-      client.log?.debug({ workspace: slug }, 'not a workspace admin: its groups are skipped');
-      return [];
-    }
-  };
-  // A workspace's groups and permission do not depend on each other: both calls at once.
+  // Only groups the person is in (dex added every group of the workspace).
+  const memberGroups = async (slug: string, asGiven: string): Promise<string[]> =>
+    (await client.groups(accessToken, asGiven))
+      .filter((g) => g.members.some((m) => m.uuid.toLowerCase() === uuid || m.account_id === user.account_id))
+      .map((g) => `${slug}/${g.slug.toLowerCase()}`);
+  // A workspace's groups and permission do not depend on each other: both calls at once. Neither is
+  // needed to log in: Bitbucket refusing one skips it (not an admin: dex #1977, Concourse #6612; gone).
   const extra = await bounded(slugs, config.concurrency, async (slug) => {
     const asGiven = bySlug.get(slug) ?? slug;
     const [found, permission] = await Promise.all([
-      config.includeTeamGroups ? memberGroups(slug, asGiven) : [],
-      config.getWorkspacePermissions ? client.permission(accessToken, asGiven) : null,
+      config.includeTeamGroups
+        ? client.optional.run('1.0 groups', [], () => memberGroups(slug, asGiven))
+        : [],
+      config.getWorkspacePermissions
+        ? client.optional.run('workspace permission', null, () => client.permission(accessToken, asGiven))
+        : null,
     ]);
     return permission === null ? found : [...found, `${slug}:${permission}`];
   });

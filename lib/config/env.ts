@@ -71,6 +71,7 @@ export function applyEnv(layered: Layered, env: Record<string, string | undefine
   str('CONCOURSE_AUTH_DURATION', (v) => (layered.authDuration = v));
   str('SKY_REFRESH_DURATION', (v) => (layered.refreshDuration = v));
   str('SKY_OUTAGE_GRACE', (v) => (layered.outageGrace = v));
+  str('SKY_GROUPS_MAX_AGE', (v) => (layered.groupsMaxAge = v));
   str('SKY_RATE_LIMIT_PER_MINUTE', (v) => {
     layered.rateLimit = { value: { perMinute: Number(v.value) }, source: v.source };
   });

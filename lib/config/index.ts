@@ -42,6 +42,7 @@ const optionsSchema = z
     refreshDuration: z.union([z.string(), z.number()]),
     cookieSecure: z.boolean(),
     outageGrace: z.union([z.string(), z.number()]),
+    groupsMaxAge: z.union([z.string(), z.number()]),
     rateLimit: z.object({ perMinute: z.number().optional() }).strict(),
     redis: z
       .object({
@@ -268,6 +269,16 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     }
   }
 
+  let groupsMaxAgeMs = 15 * 60_000;
+  if (layered.groupsMaxAge) {
+    try {
+      groupsMaxAgeMs = parseDuration(layered.groupsMaxAge.value, layered.groupsMaxAge.source, 24 * HOUR_MS);
+    } catch (err) {
+      problems.push((err as Error).message.replace(/^invalid sky configuration: /, ''));
+    }
+    if (groupsMaxAgeMs < 1_000) problems.push(`${layered.groupsMaxAge.source}: must be at least 1s`);
+  }
+
   const rateLimitPerMinute = layered.rateLimit?.value.perMinute ?? 60;
   if (!Number.isInteger(rateLimitPerMinute) || rateLimitPerMinute < 0 || rateLimitPerMinute > 100_000) {
     problems.push(
@@ -309,6 +320,7 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     refreshDurationMs,
     cookieSecure: layered.cookieSecure?.value ?? externalUrl.startsWith('https:'),
     outageGraceMs,
+    groupsMaxAgeMs,
     rateLimitPerMinute,
     redis,
     keyPrefix,

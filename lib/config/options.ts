@@ -31,6 +31,8 @@ export interface SkyOptions {
   cookieSecure?: boolean;
   /** How long a node cut off from Redis still answers from its copies (revocations, team configs): '30s' (default). */
   outageGrace?: string | number;
+  /** The oldest a request's Bitbucket groups may be before they are read again: '15m' (default), or ms. */
+  groupsMaxAge?: string | number;
   /** Requests a minute per client IP to the login routes, and separately to /sky/token; 0 = no limit. Default 60. */
   rateLimit?: { perMinute?: number };
   redis?: {

@@ -55,6 +55,8 @@ export interface Config {
   cookieSecure: boolean;
   /** How long a node cut off from Redis still answers from its copies before it says 503. */
   outageGraceMs: number;
+  /** SKY_GROUPS_MAX_AGE: the oldest groups a request acts on before sky reads them again (SPEC §5.3). */
+  groupsMaxAgeMs: number;
   /** Requests a minute per client IP to the login routes, and to /sky/token (0 = no limit). */
   rateLimitPerMinute: number;
   /** null = in-memory embedded default. */

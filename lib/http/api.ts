@@ -7,8 +7,9 @@ import {
   authenticate,
   contextOf,
   currentAccess,
+  actingIdentity,
   currentRole,
-  identityOf,
+  forbiddenFor,
   isAdmin,
   requiresAdmin,
   requiresAuth,
@@ -48,7 +49,6 @@ export function api(): Router {
 }
 
 const teamParam = (req: Request): string => (req.params as { team: string }).team;
-const forbidden = (): SkyError => new SkyError('forbidden', 'forbidden');
 
 /** GET /api/v1/user. */
 async function userInfo(req: Request, res: Response): Promise<void> {
@@ -70,8 +70,8 @@ async function userInfo(req: Request, res: Response): Promise<void> {
 async function listTeams(req: Request, res: Response): Promise<void> {
   const claims = authenticate(req);
   const ctx = contextOf(req);
-  const identity = identityOf(claims);
-  const teams = (await isAdmin(ctx, claims)) ? await ctx.teams.all() : await ctx.teams.configsOf(identity);
+  const identity = await actingIdentity(ctx, claims);
+  const teams = (await isAdmin(ctx, identity)) ? await ctx.teams.all() : await ctx.teams.configsOf(identity);
   const views: TeamView[] = [...teams]
     .map(([name, auth]) => ({ name, auth }))
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -94,8 +94,11 @@ async function putTeam(req: Request, res: Response): Promise<void> {
   const claims = authenticate(req);
   const ctx = contextOf(req);
   const name = teamParam(req);
-  const [held, admin] = await Promise.all([currentRole(ctx, claims, name), isAdmin(ctx, claims)]);
-  if (!admin && held !== 'owner') throw forbidden();
+  // Judged on the groups Bitbucket gives now (SPEC §5.3): a write never makes permanent a role the
+  // writer no longer holds.
+  const identity = await actingIdentity(ctx, claims);
+  const [held, admin] = await Promise.all([currentRole(ctx, identity, name), isAdmin(ctx, identity)]);
+  if (!admin && held !== 'owner') throw forbiddenFor(ctx, identity);
   if (!req.is('application/json')) {
     throw new SkyError(
       'invalid_request',
@@ -111,7 +114,7 @@ async function putTeam(req: Request, res: Response): Promise<void> {
       ? (body as Record<string, unknown>)['auth']
       : undefined;
   const auth = parseTeamAuth(raw);
-  if (name === 'main' && roleOf(identityOf(claims), auth) !== 'owner') {
+  if (name === 'main' && roleOf(identity, auth) !== 'owner') {
     // No lock-outs: whoever changes main keeps owning it (and so stays admin).
     throw new SkyError(
       'invalid_team',
@@ -120,7 +123,7 @@ async function putTeam(req: Request, res: Response): Promise<void> {
   }
   // An owner who is not admin may only update: if the team vanished meanwhile, they must not create it.
   const outcome = await ctx.teams.put(name, auth, admin ? 'upsert' : 'update');
-  if (outcome === 'missing') throw forbidden();
+  if (outcome === 'missing') throw forbiddenFor(ctx, identity);
   ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub, team: name, outcome }, 'team saved');
   res
     .status(outcome === 'created' ? 201 : 200)

@@ -6,7 +6,8 @@ import type { RateLimitRecords } from '../store';
 import type { TeamStore } from '../teams/store';
 import type { Revocations } from '../tokens/revocations';
 import type { SkyClaims, TokenVerifier } from '../tokens';
-import type { Grants, IssuedRefresh } from '../tokens/grants';
+import type { Grants, LoginFamily } from '../tokens/grants';
+import type { CurrentGroups } from '../tokens/groups';
 
 /** A signed token and, when a refresh family was started or rotated for it, the client's refresh token. */
 export interface Issued {
@@ -22,14 +23,17 @@ export interface SkyContext {
   revocations: Revocations;
   teams: TeamStore;
   grants: Grants;
+  /** The groups a request acts on, kept within SKY_GROUPS_MAX_AGE of Bitbucket (SPEC §5.3). */
+  groups: CurrentGroups;
   /** Per-client request counters (the login and token limits). */
   limits: RateLimitRecords;
   log: Logger;
   /**
-   * Issues a token for a person from their CURRENT teams (`not_in_any_team` when they have none); the
-   * grant, when given, is started or rotated only once the person is known to have a team.
+   * Issues a token of a login family for a person from their CURRENT teams (`not_in_any_team` when they
+   * have none); the family is started or rotated only once the person is known to have a team.
+   * `fresh`: the identity was just read from the upstream, so every node learns its groups.
    */
-  issue(identity: Identity, grant?: () => Promise<IssuedRefresh>): Promise<Issued>;
+  issue(identity: Identity, family: () => Promise<LoginFamily>, fresh?: boolean): Promise<Issued>;
 }
 
 /** Where sky's cookies live: the mount path, Secure per the setting (SPEC §7.2). */

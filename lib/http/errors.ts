@@ -62,6 +62,14 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
     title: 'Bitbucket Cloud refused the grant',
     hint: 'The access you granted was withdrawn, for example by removing the app from your Bitbucket account. Log in again to grant it anew.',
   },
+  upstream_forbidden: {
+    title: 'Bitbucket Cloud refused a request',
+    hint: 'Bitbucket Cloud would not let this CI server read your account. Log in again; if it keeps happening, give your administrator the reference below.',
+  },
+  upstream_gone: {
+    title: 'Bitbucket Cloud no longer offers what this CI server asked for',
+    hint: 'Part of the Bitbucket Cloud API this server uses is gone. Tell the operator of this CI server and give them the reference below.',
+  },
   store_unavailable: {
     title: 'The CI server cannot reach its database',
     hint: 'Nothing is wrong with your account. Try again in a minute; if it keeps happening, tell the operator of this CI server.',

@@ -91,58 +91,75 @@ export function identityOf(claims: SkyClaims): Identity {
 /** A value now, or later: the guards decide without waiting whenever the team configs are cached. */
 type Now<T> = T | Promise<T>;
 
+const then = <T, R>(value: Now<T>, next: (v: T) => Now<R>): Now<R> =>
+  value instanceof Promise ? value.then(next) : next(value);
+
+/**
+ * The person a request acts as: the token's identity with groups at most SKY_GROUPS_MAX_AGE old
+ * (SPEC §5.3). Synchronous on the hot path; it waits only when the groups must be read again first.
+ */
+export function actingIdentity(ctx: SkyContext, claims: SkyClaims): Now<Identity> {
+  return ctx.groups.identityOf(claims, identityOf(claims));
+}
+
 /** The user's role on a team from this node's cache, or undefined when the cache does not know the team. */
-function cachedRole(ctx: SkyContext, claims: SkyClaims, team: string): Role | null | undefined {
+function cachedRole(ctx: SkyContext, identity: Identity, team: string): Role | null | undefined {
   const auth = ctx.teams.cached(team);
-  return auth === undefined ? undefined : auth ? roleOf(identityOf(claims), auth) : null;
+  return auth === undefined ? undefined : auth ? roleOf(identity, auth) : null;
 }
 
-async function storedRole(ctx: SkyContext, claims: SkyClaims, team: string): Promise<Role | null> {
+async function storedRole(ctx: SkyContext, identity: Identity, team: string): Promise<Role | null> {
   const auth = await ctx.teams.get(team);
-  return auth ? roleOf(identityOf(claims), auth) : null;
+  return auth ? roleOf(identity, auth) : null;
 }
 
-/** The current role of the token's user on a team, or null (SPEC §6.3). */
-export function currentRole(ctx: SkyContext, claims: SkyClaims, team: string): Now<Role | null> {
-  const role = cachedRole(ctx, claims, team);
-  return role !== undefined ? role : storedRole(ctx, claims, team);
+/** The current role of the person on a team, or null (SPEC §6.3). */
+export function currentRole(ctx: SkyContext, identity: Identity, team: string): Now<Role | null> {
+  const role = cachedRole(ctx, identity, team);
+  return role !== undefined ? role : storedRole(ctx, identity, team);
 }
 
 /** Admin = owner of `main`, evaluated on the current config (SPEC §6.3). */
-export async function isAdmin(ctx: SkyContext, claims: SkyClaims): Promise<boolean> {
-  return (await currentRole(ctx, claims, 'main')) === 'owner';
+export function isAdmin(ctx: SkyContext, identity: Identity): Now<boolean> {
+  return then(currentRole(ctx, identity, 'main'), (role) => role === 'owner');
 }
 
 /** At least `role` on `team`, or admin; with no promise (the common case) when both configs are cached. */
-function holds(ctx: SkyContext, claims: SkyClaims, team: string, role: Role): Now<boolean> {
-  const held = cachedRole(ctx, claims, team);
-  if (held === undefined) {
-    return storedRole(ctx, claims, team).then((r) =>
-      r !== null && roleIncludes(r, role) ? true : isAdmin(ctx, claims),
-    );
-  }
-  if (held !== null && roleIncludes(held, role)) return true;
-  const main = cachedRole(ctx, claims, 'main');
-  return main === undefined ? isAdmin(ctx, claims) : main === 'owner';
+function holds(ctx: SkyContext, identity: Identity, team: string, role: Role): Now<boolean> {
+  return then(currentRole(ctx, identity, team), (held) =>
+    held !== null && roleIncludes(held, role) ? true : isAdmin(ctx, identity),
+  );
 }
 
 /** The teams and admin flag of a token's user, from the CURRENT team configs (SPEC §6.3). */
-export async function currentAccess(
-  req: Request,
-): Promise<{ claims: SkyClaims; teams: Record<string, Role[]>; admin: boolean }> {
+export async function currentAccess(req: Request): Promise<{
+  claims: SkyClaims;
+  identity: Identity;
+  teams: Record<string, Role[]>;
+  admin: boolean;
+}> {
   const claims = authenticate(req);
   const ctx = contextOf(req);
-  const [teams, admin] = await Promise.all([ctx.teams.teamsOf(identityOf(claims)), isAdmin(ctx, claims)]);
-  return { claims, teams, admin };
+  const identity = await actingIdentity(ctx, claims);
+  const [teams, admin] = await Promise.all([ctx.teams.teamsOf(identity), isAdmin(ctx, identity)]);
+  return { claims, identity, teams, admin };
 }
 
-const forbidden = (): SkyError => new SkyError('forbidden', 'forbidden');
+/** 403; when the person's groups could not be read again in time, it says so (SPEC §5.3). */
+export function forbiddenFor(ctx: SkyContext, identity: Identity): SkyError {
+  if (!ctx.groups.wasDropped(identity)) return new SkyError('forbidden', 'forbidden');
+  const minutes = Math.round(ctx.groups.maxAgeMs / 60_000);
+  return new SkyError(
+    'forbidden',
+    `forbidden: your Bitbucket Cloud workspaces and groups could not be read again for more than ${minutes > 0 ? `${minutes * 2} minutes` : `${Math.round((ctx.groups.maxAgeMs * 2) / 1000)} seconds`}, so roles that come from them are suspended until Bitbucket Cloud answers`,
+  );
+}
 
-/** A guard passes, fails with `check`'s error, or says forbidden; with no promise when it need not wait. */
+/** A guard passes, fails with `check`'s error, or is refused; with no promise when it need not wait. */
 const guard =
-  (check: (req: Request) => Now<boolean>): RequestHandler =>
+  (check: (req: Request) => Now<true | SkyError>): RequestHandler =>
   (req: Request, _res: Response, next: NextFunction): void => {
-    let verdict: Now<boolean>;
+    let verdict: Now<true | SkyError>;
     try {
       verdict = check(req);
     } catch (err) {
@@ -150,9 +167,20 @@ const guard =
       return;
     }
     if (verdict === true) next();
-    else if (verdict === false) next(forbidden());
-    else verdict.then((ok) => (ok ? next() : next(forbidden())), next);
+    else if (verdict instanceof SkyError) next(verdict);
+    else verdict.then((v) => (v === true ? next() : next(v)), next);
   };
+
+/** The verdict of a role check on the acting identity. */
+function judged(
+  ctx: SkyContext,
+  claims: SkyClaims,
+  check: (identity: Identity) => Now<boolean>,
+): Now<true | SkyError> {
+  return then(actingIdentity(ctx, claims), (identity) =>
+    then(check(identity), (ok): true | SkyError => (ok ? true : forbiddenFor(ctx, identity))),
+  );
+}
 
 /** Any valid, unrevoked token. */
 export function requiresAuth(): RequestHandler {
@@ -182,7 +210,7 @@ export function requiresTeamRole(role: Role, options: TeamRoleOptions = {}): Req
     const team = teamOf(req, options.team);
     if (team === undefined)
       throw new SkyError('invalid_config', 'requiresTeamRole: no team named for this route');
-    return holds(ctx, claims, team, role);
+    return judged(ctx, claims, (identity) => holds(ctx, identity, team, role));
   });
 }
 
@@ -191,7 +219,6 @@ export function requiresAdmin(): RequestHandler {
   return guard((req) => {
     const claims = authenticate(req);
     const ctx = contextOf(req);
-    const main = cachedRole(ctx, claims, 'main');
-    return main === undefined ? isAdmin(ctx, claims) : main === 'owner';
+    return judged(ctx, claims, (identity) => isAdmin(ctx, identity));
   });
 }

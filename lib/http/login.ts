@@ -3,13 +3,18 @@ import type { Passport } from 'passport';
 import { BITBUCKET_CLOUD } from '../bitbucket';
 import { SkyError } from '../errors';
 import { authCookies, parseCookies } from '../tokens';
-import { cookieAttributes, type Issued, type SkyContext } from './context';
-import { contextOf, identityOf, presentedToken } from './guards';
-import type { LoginState } from './oauth-state';
-import { flySuccessPage, sendPage } from './pages';
+import { subjectOf } from '../tokens/jwt';
+import { CODE_CHALLENGE, NONCE, confirmationCode } from '../tokens/pkce';
+import { cookieAttributes, type Issued } from './context';
+import { actingIdentity, authenticate, contextOf, presentedToken } from './guards';
+import type { LoginState, LoginStateCookies } from './login-state';
+import { flyConsentPage, flyDeliveryPage, sendPage } from './pages';
 import { safeRedirect } from './redirect';
 
 type Authenticator = InstanceType<typeof Passport>;
+
+/** A landing URL longer than this would not fit the sealed login cookie (browsers keep ~4 KB a cookie). */
+const MAX_REDIRECT_LENGTH = 2048;
 
 function parseFlyPort(raw: unknown): number | undefined {
   if (raw === undefined) return undefined;
@@ -20,20 +25,52 @@ function parseFlyPort(raw: unknown): number | undefined {
   return port;
 }
 
+/**
+ * The sky CLI's part of a CLI login (RFC 8252): its PKCE challenge (S256 only) and its listener's
+ * nonce, both or neither; neither is Concourse's own fly, which takes a bare token.
+ */
+function parseCli(
+  source: Record<string, unknown>,
+  flyPort: number | undefined,
+): LoginState['cli'] | undefined {
+  const { code_challenge: challenge, code_challenge_method: method, nonce } = source;
+  if (challenge === undefined && nonce === undefined && method === undefined) return undefined;
+  if (flyPort === undefined) {
+    throw new SkyError(
+      'invalid_request',
+      'code_challenge and nonce belong to a CLI login: fly_port is missing',
+    );
+  }
+  if (method !== undefined && method !== 'S256') {
+    throw new SkyError('invalid_request', 'code_challenge_method must be S256');
+  }
+  if (typeof challenge !== 'string' || !CODE_CHALLENGE.test(challenge)) {
+    throw new SkyError('invalid_request', 'code_challenge must be 43 base64url characters (S256)');
+  }
+  if (typeof nonce !== 'string' || !NONCE.test(nonce)) {
+    throw new SkyError('invalid_request', 'nonce must be 16 to 64 base64url characters');
+  }
+  return { challenge, nonce };
+}
+
+function loginStateOf(req: Request, redirect: string): LoginState {
+  const query = req.query as Record<string, unknown>;
+  const flyPort = parseFlyPort(query['fly_port']);
+  const cli = parseCli(query, flyPort);
+  return { redirect, ...(flyPort === undefined ? {} : { flyPort }), ...(cli ? { cli } : {}) };
+}
+
 const saveSession = (req: Request): Promise<void> =>
   new Promise((resolve, reject) => req.session.save((err) => (err ? reject(err) : resolve())));
 
+const regenerateSession = (req: Request): Promise<void> =>
+  new Promise((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
+
 /**
- * Lands a login. The browser gets both cookies, and its refresh token stays sealed in the server-side
- * session; a CLI login (fly_port) ends on the fly success page with a token and refresh token of its own.
+ * Lands a browser login: both cookies, and the refresh token sealed in the server-side session. A CLI
+ * login then asks the person whether to log the CLI in; nothing leaves the browser before that click.
  */
-async function land(
-  req: Request,
-  res: Response,
-  state: LoginState,
-  browser: Issued,
-  cli?: Issued,
-): Promise<void> {
+async function land(req: Request, res: Response, state: LoginState, browser: Issued): Promise<void> {
   const ctx = contextOf(req);
   const { claims } = browser;
   if (browser.refreshToken) {
@@ -45,8 +82,18 @@ async function land(
   const attrs = { ...cookieAttributes(ctx.config), expires: new Date(claims.exp * 1000) };
   res.append('Set-Cookie', authCookies(browser.token, claims.csrf, attrs, parseCookies(req.headers.cookie)));
   if (state.flyPort !== undefined) {
-    const handed = cli ?? browser;
-    sendPage(res, 200, flySuccessPage(handed.token, state.flyPort, handed.refreshToken));
+    sendPage(
+      res,
+      200,
+      flyConsentPage({
+        name: claims.name,
+        account: claims.user_name || claims.user_id,
+        flyPort: state.flyPort,
+        csrf: claims.csrf,
+        actionUrl: `${ctx.config.externalUrl}/sky/fly`,
+        ...(state.cli ? { cli: { ...state.cli, confirmation: confirmationCode(state.cli.challenge) } } : {}),
+      }),
+    );
     return;
   }
   const target = new URL(state.redirect);
@@ -55,34 +102,18 @@ async function land(
   res.set('Cache-Control', 'no-store').redirect(302, target.href);
 }
 
-/**
- * Another token of the same person with a refresh family of its own (the CLI's and the browser's never
- * share one), when the user's upstream grant is live.
- */
-async function ownFamily(ctx: SkyContext, issued: Issued): Promise<Issued | undefined> {
-  const family = await ctx.grants.fork(issued.claims.sub);
-  return family ? ctx.issue(identityOf(issued.claims), async () => family) : undefined;
-}
-
 /** GET /sky/login (SPEC §4.1). */
 export function login(passport: Authenticator) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const ctx = contextOf(req);
     const redirect = safeRedirect(req.query['redirect_uri'], ctx.config.externalUrl).href;
-    const flyPort = parseFlyPort(req.query['fly_port']);
-    const state: LoginState = flyPort === undefined ? { redirect } : { redirect, flyPort };
+    if (redirect.length > MAX_REDIRECT_LENGTH) {
+      throw new SkyError('invalid_request', `redirect_uri is longer than ${MAX_REDIRECT_LENGTH} characters`);
+    }
+    const state = loginStateOf(req, redirect);
     // As Concourse: a browser that already holds a good token is not sent to Bitbucket again.
     const existing = validCookieToken(req) ?? (await renewFromSession(req));
-    if (existing) {
-      await land(
-        req,
-        res,
-        state,
-        existing,
-        flyPort === undefined ? undefined : await ownFamily(ctx, existing),
-      );
-      return;
-    }
+    if (existing) return land(req, res, state, existing);
     // passport-oauth2 hands an object `state` to the state store (types say string; the code says object).
     passport.authenticate(BITBUCKET_CLOUD, { session: false, state: state as unknown as string })(
       req,
@@ -105,9 +136,10 @@ function validCookieToken(req: Request): Issued | null {
 }
 
 /**
- * The browser's token expired, but its session still holds a refresh token: a new token from the
- * user's current Bitbucket identity and teams, without a trip through Bitbucket's consent. Any failure
- * forgets the session's refresh token and falls back to a full login.
+ * The browser's token expired, but its session still holds a refresh token: a new token of the same
+ * login family from the user's current Bitbucket identity and teams, without Bitbucket's consent. The
+ * session gets a new id (a planted session id is worth nothing afterwards) and must belong to the
+ * person the renewal issues for. Any failure forgets the session's refresh token: a full login follows.
  */
 async function renewFromSession(req: Request): Promise<Issued | null> {
   const { skyRefresh: sealed, skySubject: sub } = req.session;
@@ -115,7 +147,12 @@ async function renewFromSession(req: Request): Promise<Issued | null> {
   const ctx = contextOf(req);
   try {
     const redeemed = await ctx.grants.redeem(ctx.grants.openFromSession(sealed, sub));
-    return await ctx.issue(redeemed.identity, async () => redeemed);
+    if (subjectOf(redeemed.identity) !== sub) {
+      throw new SkyError('invalid_grant', 'the session belongs to another user');
+    }
+    const issued = await ctx.issue(redeemed.identity, async () => redeemed, true);
+    await regenerateSession(req);
+    return issued;
   } catch (err) {
     ctx.log.info(
       { reqId: req.skyRequestId, sub, err: (err as Error).message },
@@ -127,13 +164,35 @@ async function renewFromSession(req: Request): Promise<Issued | null> {
   }
 }
 
+/** What each OAuth 2.0 `error` code of an authorization response means (RFC 6749 §4.1.2.1), in sky's words. */
+const CALLBACK_ERRORS: Record<string, string> = {
+  access_denied: 'You did not grant this CI server access to your Bitbucket Cloud account.',
+  invalid_scope: 'Bitbucket Cloud refused the permissions this CI server asks for (account and email).',
+  invalid_request: 'Bitbucket Cloud refused the login request as malformed.',
+  unauthorized_client: 'Bitbucket Cloud does not allow this CI server’s OAuth consumer to log people in.',
+  unsupported_response_type: 'Bitbucket Cloud does not support the kind of login this CI server asked for.',
+  server_error: 'Bitbucket Cloud failed while it handled the login.',
+  temporarily_unavailable: 'Bitbucket Cloud cannot handle logins right now.',
+};
+
+/** The known sentence, or the code named (never the query's free text: it is anybody's to write). */
+export function callbackErrorMessage(error: unknown): string {
+  if (typeof error === 'string' && Object.hasOwn(CALLBACK_ERRORS, error)) {
+    return CALLBACK_ERRORS[error] as string;
+  }
+  const named = typeof error === 'string' && /^[A-Za-z0-9_.-]{1,40}$/.test(error);
+  return named
+    ? `Bitbucket Cloud ended the login with the error code '${error}', which this CI server does not know.`
+    : 'Bitbucket Cloud ended the login with an error code this CI server does not know.';
+}
+
 /** GET /sky/issuer/callback (SPEC §4.2). */
-export function callback(passport: Authenticator) {
+export function callback(passport: Authenticator, states: LoginStateCookies) {
   return (req: Request, res: Response, next: NextFunction): void => {
-    const { error, error_description: description, code, state } = req.query;
+    const { error, code, state } = req.query;
     if (error !== undefined) {
-      const reason = typeof description === 'string' && description ? description : String(error);
-      throw new SkyError('access_denied', `Bitbucket Cloud did not grant access: ${reason.slice(0, 200)}`);
+      states.forget(req, state);
+      throw new SkyError('access_denied', callbackErrorMessage(error));
     }
     // Checked before passport: without a code it would quietly start a new authorization instead.
     if (typeof code !== 'string' || code === '' || typeof state !== 'string' || state === '') {
@@ -150,16 +209,33 @@ export function callback(passport: Authenticator) {
       // A fresh session id at the privilege change (session fixation).
       req.session.regenerate((regenerateErr) => {
         if (regenerateErr) return next(regenerateErr);
-        finish(req, res, landing, result).catch(next);
+        land(req, res, landing, result).catch(next);
       });
     };
     passport.authenticate(BITBUCKET_CLOUD, { session: false }, done)(req, res, next);
   };
 }
 
-/** The login's own family goes to whoever asked: the browser, or the CLI (the browser then gets a second). */
-async function finish(req: Request, res: Response, state: LoginState, result: Issued): Promise<void> {
-  if (state.flyPort === undefined) return land(req, res, state, result);
-  const browser = (await ownFamily(contextOf(req), result)) ?? result;
-  await land(req, res, state, browser, result);
+/**
+ * POST /sky/fly: the person clicked "Log in the sky CLI" (a form with the CSRF field, so no other site
+ * can click it). The sky CLI gets a single-use authorization code that only its verifier redeems;
+ * Concourse's fly gets a token of a family of its own.
+ */
+export async function flyConsent(req: Request, res: Response): Promise<void> {
+  const claims = authenticate(req);
+  const ctx = contextOf(req);
+  const body = (req.body ?? {}) as Record<string, unknown>;
+  const flyPort = parseFlyPort(body['fly_port']);
+  if (flyPort === undefined) throw new SkyError('invalid_request', 'fly_port is missing');
+  const cli = parseCli(body, flyPort);
+  const identity = await actingIdentity(ctx, claims);
+  if (cli) {
+    const code = await ctx.grants.authorize(identity, cli.challenge);
+    ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub }, 'CLI login authorized');
+    sendPage(res, 200, flyDeliveryPage({ flyPort, code, nonce: cli.nonce }));
+    return;
+  }
+  const issued = await ctx.issue(identity, async () => ctx.grants.loneFamily());
+  ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub, jti: issued.claims.jti }, 'fly token issued');
+  sendPage(res, 200, flyDeliveryPage({ flyPort, token: issued.token }));
 }

@@ -280,25 +280,76 @@ export function landingPage(input: LandingInput): Page {
   };
 }
 
-/** Gives up on the CLI's port after this long: a listener that never answers must not hide the token. */
+/** Gives up on the CLI's port after this long: a listener that never answers must not hide the code. */
 const FLY_HANDOVER_TIMEOUT_MS = 10_000;
 
-function flyScript(target: string): string {
+export interface FlyConsentInput {
+  /** Who is logged in, as Bitbucket names them. */
+  name: string;
+  account: string;
+  flyPort: number;
+  csrf: string;
+  /** POST /sky/fly, absolute on the external origin. */
+  actionUrl: string;
+  /** The sky CLI's login; absent for Concourse's own fly. */
+  cli?: { challenge: string; nonce: string; confirmation: string };
+}
+
+/**
+ * The fly page (SPEC §4.6): says who is logging in and, for the sky CLI, the confirmation code its
+ * terminal shows. Nothing is sent anywhere until the person clicks: the button posts a form with the
+ * CSRF field, so a page on another site that sends a browser here gets nothing out of it.
+ */
+export function flyConsentPage(input: FlyConsentInput): Page {
+  const who = `${escapeHtml(input.name || input.account)}${input.name && input.account ? ` (${escapeHtml(input.account)})` : ''}`;
+  const hidden = (name: string, value: string): string =>
+    `<input type="hidden" name="${name}" value="${escapeHtml(value)}">`;
+  return {
+    title: 'Log in the CLI',
+    body: () =>
+      heading('Log in the sky CLI?') +
+      `<p class="lead">A command-line client on this computer, waiting on port ${input.flyPort}, asks to log in to this CI server as <strong>${who}</strong>.</p>` +
+      (input.cli
+        ? `<p>Confirmation code: <code id="confirmation">${escapeHtml(input.cli.confirmation)}</code></p>` +
+          `<p>Continue only if your terminal shows the same code and you just ran <code>sky login</code>.</p>`
+        : `<p>Continue only if you just ran <code>fly login</code> or <code>sky login</code> in a terminal on this computer.</p>`) +
+      `<form method="post" action="${escapeHtml(input.actionUrl)}" class="actions">` +
+      hidden('csrf_token', input.csrf) +
+      hidden('fly_port', String(input.flyPort)) +
+      (input.cli ? hidden('code_challenge', input.cli.challenge) + hidden('nonce', input.cli.nonce) : '') +
+      `<button type="submit" class="button" id="approve">Log in the sky CLI</button></form>` +
+      `<p class="muted">If you did not start a login in a terminal, close this page: nothing has been sent.</p>`,
+  };
+}
+
+export interface FlyDeliveryInput {
+  flyPort: number;
+  /** The sky CLI's single-use authorization code, and the nonce its listener expects with it. */
+  code?: string;
+  nonce?: string;
+  /** A bare token, for Concourse's own fly (`?token=bearer%20…`). */
+  token?: string;
+}
+
+/**
+ * The sky CLI's listener answers with CORS headers, so its refusal (a 400) is seen and the code is shown
+ * to paste; Concourse's fly may not, so its token goes in a no-cors request whose answer is opaque.
+ */
+function flyScript(target: string, query: string, cors: boolean): string {
+  const port = JSON.stringify(new URL(target).port);
   return (
     `(function(){` +
-    `var token=document.getElementById('token').value,done=false;` +
-    `var refresh=document.getElementById('token').getAttribute('data-refresh-token');` +
-    `function $(id){return document.getElementById(id);}` +
+    `var done=false;function $(id){return document.getElementById(id);}` +
     `function finish(title,detail){if(done)return;done=true;$('status').textContent=title;$('detail').textContent=detail;}` +
-    `function manual(){if(done)return;finish('Copy your token','Your browser did not let this page reach the sky CLI on port '+${JSON.stringify(new URL(target).port)}+'.');` +
-    `$('manual').hidden=false;$('token').focus();$('token').select();}` +
-    `$('copy').addEventListener('click',function(){` +
-    `function fallback(){$('token').select();var ok=false;try{ok=document.execCommand('copy');}catch(e){}` +
-    `$('copied').textContent=ok?'Copied.':'Select the token and copy it (Ctrl+C or ⌘C).';}` +
-    `if(navigator.clipboard){navigator.clipboard.writeText(token).then(function(){$('copied').textContent='Copied.';},fallback);}else{fallback();}});` +
+    `function manual(){if(done)return;finish('Paste this into your terminal','Your browser did not let this page reach the CLI on port '+${port}+'.');` +
+    `$('manual').hidden=false;$('handover').focus();$('handover').select();}` +
+    `$('copy').addEventListener('click',function(){var text=$('handover').value;` +
+    `function fallback(){$('handover').select();var ok=false;try{ok=document.execCommand('copy');}catch(e){}` +
+    `$('copied').textContent=ok?'Copied.':'Select the text and copy it (Ctrl+C or ⌘C).';}` +
+    `if(navigator.clipboard){navigator.clipboard.writeText(text).then(function(){$('copied').textContent='Copied.';},fallback);}else{fallback();}});` +
     `var abort=new AbortController();var timer=setTimeout(function(){abort.abort();},${FLY_HANDOVER_TIMEOUT_MS});` +
-    `fetch(${JSON.stringify(`${target}/?token=`)}+encodeURIComponent(token)+(refresh?'&refresh_token='+encodeURIComponent(refresh):''),{mode:'no-cors',signal:abort.signal,referrerPolicy:'no-referrer'})` +
-    `.then(function(){clearTimeout(timer);if(done)return;finish('You are logged in','The sky CLI has your token. Return to your terminal; you may close this window.');` +
+    `fetch(${JSON.stringify(`${target}/?${query}`)},{mode:${JSON.stringify(cors ? 'cors' : 'no-cors')},signal:abort.signal,referrerPolicy:'no-referrer'})` +
+    `.then(function(r){clearTimeout(timer);if(r.type!=='opaque'&&!r.ok){manual();return;}if(done)return;finish('You are logged in','The CLI has your login. Return to your terminal; you may close this window.');` +
     `$('card').className='card done';$('done-icon').hidden=false;})` +
     `.catch(function(){clearTimeout(timer);manual();});` +
     `})();`
@@ -306,29 +357,54 @@ function flyScript(target: string): string {
 }
 
 /**
- * The fly success page (SPEC §4.6): hands the token to the CLI on its local port; when the browser
- * blocks that, shows the token with a copy button (Concourse #8529, #9447).
+ * After the click: hands the CLI its login on its local port (a code with the CLI's nonce, or fly's
+ * `?token=`). When the browser blocks that, shows what to paste (Concourse #8529, #9447).
  */
-export function flySuccessPage(token: string, flyPort: number, refreshToken?: string): Page {
-  const target = `http://127.0.0.1:${flyPort}`;
-  const value = `bearer ${escapeHtml(token)}`;
-  // Handed to the CLI with the token; a pasted token works until it expires, without refresh.
-  const refresh = refreshToken ? ` data-refresh-token="${escapeHtml(refreshToken)}"` : '';
+export function flyDeliveryPage(input: FlyDeliveryInput): Page {
+  const target = `http://127.0.0.1:${input.flyPort}`;
+  const code = input.code !== undefined;
+  const handover = code ? (input.code ?? '') : `bearer ${input.token ?? ''}`;
+  const query = code
+    ? new URLSearchParams({ code: input.code ?? '', nonce: input.nonce ?? '' }).toString()
+    : `token=${encodeURIComponent(handover)}`;
+  const what = code ? 'login code' : 'token';
   return {
     title: 'CLI login',
     connectSrc: target,
     body: ({ nonce }) =>
-      `<div class="heading"><span id="done-icon" hidden>${ICON.done}</span><h1 id="status">Sending your token to the sky CLI…</h1></div>` +
-      `<p id="detail" class="lead" role="status">The CLI is waiting on port ${flyPort} of this computer.</p>` +
+      `<div class="heading"><span id="done-icon" hidden>${ICON.done}</span><h1 id="status">Sending your login to the CLI…</h1></div>` +
+      `<p id="detail" class="lead" role="status">The CLI is waiting on port ${input.flyPort} of this computer.</p>` +
       `<div id="manual" hidden>` +
-      `<p>Paste the token where the CLI asks for it. It works like a password: do not share it.</p>` +
-      `<label for="token">Token for the sky CLI</label>` +
-      `<textarea id="token" rows="6" readonly spellcheck="false" autocomplete="off"${refresh}>${value}</textarea>` +
-      `<div class="actions"><button type="button" class="button" id="copy">Copy token</button>` +
+      (code
+        ? `<p>Paste this login code where the sky CLI asks for it. It works once, within a minute, and only for the CLI that started this login.</p>`
+        : `<p>Paste the token where the CLI asks for it. It works like a password: do not share it.</p>`) +
+      `<label for="handover">The ${what} for the CLI</label>` +
+      `<textarea id="handover" rows="${code ? 2 : 6}" readonly spellcheck="false" autocomplete="off" data-kind="${code ? 'code' : 'token'}">${escapeHtml(handover)}</textarea>` +
+      `<div class="actions"><button type="button" class="button" id="copy">Copy the ${what}</button>` +
       `<span id="copied" class="status ok" role="status"></span></div></div>` +
-      `<noscript><p>This page needs JavaScript to hand the token to the CLI. Copy it from here instead:</p>` +
-      `<label for="token-noscript">Token for the sky CLI</label>` +
-      `<textarea id="token-noscript" rows="6" readonly spellcheck="false">${value}</textarea></noscript>` +
-      `<script nonce="${nonce}">${flyScript(target)}</script>`,
+      `<noscript><p>This page needs JavaScript to hand your login to the CLI. Copy the ${what} from here instead:</p>` +
+      `<label for="handover-noscript">The ${what} for the CLI</label>` +
+      `<textarea id="handover-noscript" rows="${code ? 2 : 6}" readonly spellcheck="false">${escapeHtml(handover)}</textarea></noscript>` +
+      `<script nonce="${nonce}">${flyScript(target, query, code)}</script>`,
+  };
+}
+
+export interface LogoutPageInput {
+  name: string;
+  /** POST /sky/logout, absolute on the external origin. */
+  actionUrl: string;
+  csrf: string;
+}
+
+/** A cookie-only GET /sky/logout revokes nothing (a link on any site could send it): it asks. */
+export function logoutPage(input: LogoutPageInput): Page {
+  return {
+    title: 'Log out',
+    body: () =>
+      heading('Log out?') +
+      `<p class="lead">You are logged in as <strong>${escapeHtml(input.name)}</strong>. Logging out ends this login on every node of this CI server.</p>` +
+      `<form method="post" action="${escapeHtml(input.actionUrl)}" class="actions">` +
+      `<input type="hidden" name="csrf_token" value="${escapeHtml(input.csrf)}">` +
+      `<button type="submit" class="button">Log out</button></form>`,
   };
 }

@@ -21,16 +21,18 @@ import {
   TokenVerifier,
   type SigningKey,
 } from '../tokens';
-import { Grants, type IssuedRefresh } from '../tokens/grants';
+import { Grants, type LoginFamily } from '../tokens/grants';
+import { CurrentGroups } from '../tokens/groups';
 import { Revocations } from '../tokens/revocations';
 import { attachContext, cookieAttributes, type Issued, type SkyContext } from './context';
 import { assignRequestId, errorHandler, notFound, onlyMethods } from './errors';
 import { api } from './api';
-import { authenticate } from './guards';
-import { callback, login } from './login';
-import { rateLimit } from './rate-limit';
+import { authenticate, presentedToken } from './guards';
+import { callback, flyConsent, login } from './login';
+import { LoginStateCookies } from './login-state';
+import { logoutPage, sendPage } from './pages';
+import { failureLimit, rateLimit } from './rate-limit';
 import { tokenEndpoint } from './token';
-import { SessionStateStore } from './oauth-state';
 
 /** The paths sky answers itself (its routers are case-sensitive, and take one trailing slash). */
 const OWN_PATH = /^\/(?:sky(?:\/|$)|login\/?$|logout\/?$|api\/v1\/(?:user|teams)(?:\/[^/]+)?\/?$)/;
@@ -60,9 +62,13 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const key: SigningKey = config.signingKeyPem ? loadSigningKey(config.signingKeyPem) : generateSigningKey();
   const store: Store = createStore(config, log);
   const teams = new TeamStore(store.teams);
-  const revocations = new Revocations(store.revocations, config.outageGraceMs);
+  const revocations = new Revocations(store.revocations, {
+    graceMs: config.outageGraceMs,
+    tokenLifetimeMs: config.authDurationMs,
+  });
   const unsubscribe = store.subscribe((event) => {
     teams.handle(event);
+    groups.handle(event);
     Promise.resolve(revocations.handle(event)).catch((err: unknown) =>
       log.error({ err }, 'could not reload revocations after a reconnect'),
     );
@@ -72,6 +78,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const grants = new Grants({
     key,
     records: store.grants,
+    codes: store.singleUse,
     sessions: store.sessions,
     connector: bitbucketConnector(bitbucket, client),
     revocations,
@@ -80,12 +87,22 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     upstreamBudgetMs: bitbucket.timeoutMs * (bitbucket.retries + 1) + 2_000 * bitbucket.retries,
     log,
   });
+  const groups = new CurrentGroups({
+    maxAgeMs: config.groupsMaxAgeMs,
+    tokenLifetimeMs: config.authDurationMs,
+    upstreamBudgetMs: bitbucket.timeoutMs * (bitbucket.retries + 1) * 2 + 2_000 * bitbucket.retries,
+    records: store.grants,
+    leases: store.singleUse,
+    grants,
+    log,
+  });
   const ctx: SkyContext = {
     config,
     log,
     teams,
     revocations,
     grants,
+    groups,
     limits: store.rateLimits,
     verifier: new TokenVerifier({ keys: [key], issuer: config.externalUrl, audience: config.audience }),
     issue,
@@ -108,12 +125,13 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const ready = start();
   ready.catch((err: unknown) => log.error({ err }, 'sky could not start'));
 
+  const loginStates = new LoginStateCookies(key, config, store.singleUse);
   const passport = new Passport();
   passport.use(
     new BitbucketStrategy(
-      { config: bitbucket, callbackURL: callbackUrl(config), store: new SessionStateStore(), client },
+      { config: bitbucket, callbackURL: callbackUrl(config), store: loginStates, client },
       (_req: Request, upstream: UpstreamTokens, identity: Identity, done) => {
-        issue(identity, () => grants.start(identity, upstream)).then(
+        issue(identity, () => grants.start(identity, upstream), true).then(
           (result) => done(null, result),
           (err: unknown) => done(err),
         );
@@ -121,12 +139,16 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     ),
   );
 
-  async function issue(identity: Identity, grant?: () => Promise<IssuedRefresh>): Promise<Issued> {
+  async function issue(
+    identity: Identity,
+    family: () => Promise<LoginFamily>,
+    fresh = false,
+  ): Promise<Issued> {
     const teamRoles = await teams.teamsOf(identity);
     if (Object.keys(teamRoles).length === 0) {
       throw new SkyError('not_in_any_team', 'You are not a member of any team on this CI server.');
     }
-    const refresh = grant ? await grant() : undefined;
+    const { familyId, refreshToken } = await family();
     const { token, claims } = issueToken(key, {
       issuer: config.externalUrl,
       audience: config.audience,
@@ -134,10 +156,11 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       identity,
       teams: teamRoles,
       isAdmin: teamRoles['main']?.includes('owner') ?? false,
-      ...(refresh ? { familyId: refresh.familyId } : {}),
+      familyId,
     });
+    if (fresh) await groups.remember(claims.sub, identity.groups, claims.iat * 1000);
     log.info({ sub: claims.sub, jti: claims.jti, teams: Object.keys(teamRoles).length }, 'token issued');
-    return refresh ? { token, claims, refreshToken: refresh.refreshToken } : { token, claims };
+    return refreshToken === undefined ? { token, claims } : { token, claims, refreshToken };
   }
 
   const sessions = session({
@@ -159,10 +182,11 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   // Case-sensitive like Concourse's routes: /SKY/LOGIN is not sky's (and would miss the session's cookie path).
   const router = express.Router({ caseSensitive: true });
 
-  router.get('/sky/login', rateLimit('login'), sessions, login(passport));
-  router.get('/sky/issuer/callback', rateLimit('login'), sessions, callback(passport));
+  router.get('/sky/login', sessions, login(passport));
+  router.get('/sky/issuer/callback', failureLimit('login'), sessions, callback(passport, loginStates));
   const logoutRoute = logout(ctx);
   const form = express.urlencoded({ extended: false, limit: '4kb', parameterLimit: 10 });
+  router.post('/sky/fly', form, flyConsent);
   router.get('/sky/logout', sessions, logoutRoute);
   router.post('/sky/logout', form, sessions, logoutRoute);
   router.post('/sky/token', rateLimit('token'), ...tokenEndpoint());
@@ -178,6 +202,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     ['/sky/issuer/callback', ['GET']],
     ['/sky/issuer/keys', ['GET']],
     ['/sky/logout', ['GET', 'POST']],
+    ['/sky/fly', ['POST']],
     ['/sky/token', ['POST']],
   ] as const) {
     router.all(path, onlyMethods(...methods));
@@ -233,13 +258,27 @@ function legacy(config: Config, to: string): RequestHandler {
   };
 }
 
-/** POST (and GET, as Concourse) /sky/logout (SPEC §4.3). */
+/**
+ * POST /sky/logout, and GET with a Bearer token as Concourse (SPEC §4.3): ends the token's login family
+ * on every node. A GET with cookies only could come from any site's link: it asks instead.
+ */
 function logout(ctx: SkyContext): RequestHandler {
   return async (req, res) => {
     const claims = authenticate(req);
-    await ctx.revocations.revokeToken(claims);
-    // The refresh family the token came from ends with it: a CLI's refresh token, a browser's session.
-    if (claims.sid) await ctx.grants.end(claims.sid);
+    if ((req.method === 'GET' || req.method === 'HEAD') && presentedToken(req)?.viaCookie) {
+      sendPage(
+        res,
+        200,
+        logoutPage({
+          name: claims.name || claims.user_name || claims.user_id,
+          actionUrl: `${ctx.config.externalUrl}/sky/logout`,
+          csrf: claims.csrf,
+        }),
+      );
+      return;
+    }
+    // Every token of the login, its refresh token and its session end together.
+    await ctx.grants.end(claims.sid);
     await new Promise<void>((resolve, reject) =>
       req.session ? req.session.destroy((err) => (err ? reject(err) : resolve())) : resolve(),
     );

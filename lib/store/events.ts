@@ -2,7 +2,10 @@
 export type StoreEvent =
   | { type: 'team'; team: string }
   | { type: 'revoke-token'; jti: string; exp: number }
+  | { type: 'revoke-family'; sid: string; until: number }
   | { type: 'revoke-user'; sub: string; notBefore: number }
+  /** A user's groups were read upstream again (SKY_GROUPS_MAX_AGE). */
+  | { type: 'groups'; sub: string; groups: string[]; readAt: number }
   /** The subscription is lost: from now on other nodes' changes may be missed. */
   | { type: 'lost' }
   /** The subscription was lost and is back: events may have been missed, so caches must be rebuilt. */
@@ -23,6 +26,18 @@ export function parseStoreEvent(message: string): StoreEvent | null {
   if (v['type'] === 'team' && typeof v['team'] === 'string') return { type: 'team', team: v['team'] };
   if (v['type'] === 'revoke-token' && typeof v['jti'] === 'string' && typeof v['exp'] === 'number') {
     return { type: 'revoke-token', jti: v['jti'], exp: v['exp'] };
+  }
+  if (v['type'] === 'revoke-family' && typeof v['sid'] === 'string' && typeof v['until'] === 'number') {
+    return { type: 'revoke-family', sid: v['sid'], until: v['until'] };
+  }
+  if (
+    v['type'] === 'groups' &&
+    typeof v['sub'] === 'string' &&
+    Array.isArray(v['groups']) &&
+    v['groups'].every((g) => typeof g === 'string') &&
+    typeof v['readAt'] === 'number'
+  ) {
+    return { type: 'groups', sub: v['sub'], groups: v['groups'] as string[], readAt: v['readAt'] };
   }
   if (v['type'] === 'revoke-user' && typeof v['sub'] === 'string' && typeof v['notBefore'] === 'number') {
     return { type: 'revoke-user', sub: v['sub'], notBefore: v['notBefore'] };

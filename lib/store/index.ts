@@ -11,6 +11,8 @@ export type {
   Principals,
   RateLimitRecords,
   RevocationRecords,
+  RevocationSnapshot,
+  SingleUseRecords,
   Store,
   TeamRecords,
   WriteMode,

@@ -36,6 +36,11 @@ export class Keys {
     return `${this.prefix}revoked:tokens`;
   }
 
+  /** Sorted set: ended login family id (a JWT's `sid`) → until when its tokens must be refused (epoch ms). */
+  get revokedFamilies(): string {
+    return `${this.prefix}revoked:families`;
+  }
+
   /** Hash: subject → "not before" (epoch seconds): tokens of that user issued earlier are refused. */
   get revokedUsers(): string {
     return `${this.prefix}revoked:users`;
@@ -61,6 +66,11 @@ export class Keys {
     return `${this.user(sub)}:sessions`;
   }
 
+  /** String: JSON {groups, readAt}, the user's groups as last read upstream. */
+  userGroups(sub: string): string {
+    return `${this.user(sub)}:groups`;
+  }
+
   /** String: the lease of the node refreshing the user's upstream tokens (one at a time). */
   userLock(sub: string): string {
     return `${this.user(sub)}:lock`;
@@ -74,6 +84,11 @@ export class Keys {
   /** Counter of one client's requests in the current window (the bucket names the routes and the client). */
   rateLimit(bucket: string): string {
     return `${this.prefix}rl:${bucket}`;
+  }
+
+  /** String with a TTL: one single-use value (an authorization code, a spent login state). */
+  singleUse(id: string): string {
+    return `${this.prefix}once:${id}`;
   }
 
   /** Prefix of express-session records (connect-redis adds the session id). */

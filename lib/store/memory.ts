@@ -6,6 +6,8 @@ import type {
   Principals,
   RateLimitRecords,
   RevocationRecords,
+  RevocationSnapshot,
+  SingleUseRecords,
   Store,
   TeamRecords,
   WriteMode,
@@ -27,8 +29,9 @@ export function createMemoryStore(): Store {
     start: () => Promise.resolve(),
     teams: new MemoryTeamRecords(emit),
     revocations: new MemoryRevocationRecords(emit),
-    grants: new MemoryGrantRecords(),
+    grants: new MemoryGrantRecords(emit),
     rateLimits: new MemoryRateLimitRecords(),
+    singleUse: new MemorySingleUseRecords(),
     sessions: new MemoryStore(),
     subscribe(listener) {
       listeners.add(listener);
@@ -103,6 +106,7 @@ function indexKeys({ users, groups }: Principals): string[] {
 
 class MemoryRevocationRecords implements RevocationRecords {
   private readonly tokens = new Map<string, number>();
+  private readonly families = new Map<string, number>();
   private readonly users = new Map<string, number>();
 
   constructor(private readonly emit: (event: StoreEvent) => void) {}
@@ -112,15 +116,23 @@ class MemoryRevocationRecords implements RevocationRecords {
     this.emit({ type: 'revoke-token', jti, exp: expMs });
   }
 
+  async revokeFamily(familyId: string, untilMs: number): Promise<void> {
+    const until = Math.max(this.families.get(familyId) ?? 0, untilMs);
+    this.families.set(familyId, until);
+    this.emit({ type: 'revoke-family', sid: familyId, until });
+  }
+
   async revokeUser(sub: string, notBefore: number): Promise<void> {
     const effective = Math.max(this.users.get(sub) ?? 0, notBefore);
     this.users.set(sub, effective);
     this.emit({ type: 'revoke-user', sub, notBefore: effective });
   }
 
-  async load(nowMs: number): Promise<{ tokens: [string, number][]; users: [string, number][] }> {
-    for (const [jti, exp] of this.tokens) if (exp <= nowMs) this.tokens.delete(jti);
-    return { tokens: [...this.tokens], users: [...this.users] };
+  async load(nowMs: number): Promise<RevocationSnapshot> {
+    for (const map of [this.tokens, this.families]) {
+      for (const [id, until] of map) if (until <= nowMs) map.delete(id);
+    }
+    return { tokens: [...this.tokens], families: [...this.families], users: [...this.users] };
   }
 }
 
@@ -136,6 +148,9 @@ class MemoryGrantRecords implements GrantRecords {
   private readonly userFamilies = new Map<string, Set<string>>();
   private readonly sessions = new Map<string, Set<string>>();
   private readonly locks = new Map<string, Expiring<string>>();
+  private readonly groupRecords = new Map<string, Expiring<{ groups: string[]; readAt: number }>>();
+
+  constructor(private readonly emit: (event: StoreEvent) => void) {}
 
   private live<T>(map: Map<string, Expiring<T>>, key: string): T | undefined {
     const entry = map.get(key);
@@ -199,6 +214,19 @@ class MemoryGrantRecords implements GrantRecords {
     return sessions;
   }
 
+  async saveGroups(
+    sub: string,
+    record: { groups: string[]; readAt: number },
+    ttlSeconds: number,
+  ): Promise<void> {
+    this.groupRecords.set(sub, { value: record, expiresAt: Date.now() + ttlSeconds * 1000 });
+    this.emit({ type: 'groups', sub, ...record });
+  }
+
+  async groups(sub: string): Promise<{ groups: string[]; readAt: number } | null> {
+    return this.live(this.groupRecords, sub) ?? null;
+  }
+
   async lock(sub: string, owner: string, ttlMs: number): Promise<boolean> {
     if (this.live(this.locks, sub) !== undefined) return false;
     this.locks.set(sub, { value: owner, expiresAt: Date.now() + ttlMs });
@@ -225,5 +253,37 @@ class MemoryRateLimitRecords implements RateLimitRecords {
     }
     window.count++;
     return { count: window.count, resetMs: window.endsAt - now };
+  }
+
+  async peek(bucket: string): Promise<{ count: number; resetMs: number }> {
+    const now = Date.now();
+    const window = this.windows.get(bucket);
+    return window && window.endsAt > now
+      ? { count: window.count, resetMs: window.endsAt - now }
+      : { count: 0, resetMs: 0 };
+  }
+}
+
+/** Swept of expired values whenever it doubles, so the map never holds more than twice what is live. */
+class MemorySingleUseRecords implements SingleUseRecords {
+  private readonly values = new Map<string, Expiring<string>>();
+  private sweepAt = 1024;
+
+  async put(id: string, value: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    const existing = this.values.get(id);
+    if (existing && existing.expiresAt > now) return false;
+    this.values.set(id, { value, expiresAt: now + ttlMs });
+    if (this.values.size >= this.sweepAt) {
+      for (const [key, entry] of this.values) if (entry.expiresAt <= now) this.values.delete(key);
+      this.sweepAt = Math.max(1024, this.values.size * 2);
+    }
+    return true;
+  }
+
+  async take(id: string): Promise<string | null> {
+    const entry = this.values.get(id);
+    this.values.delete(id);
+    return entry && entry.expiresAt > Date.now() ? entry.value : null;
   }
 }

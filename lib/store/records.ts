@@ -28,12 +28,33 @@ export interface TeamRecords {
   delete(team: string): Promise<boolean>;
 }
 
-/** Revoked token ids and per-user "not before" times, kept until the tokens they cover expire. */
+/** Every revocation, as loaded: id → the time (epoch ms) until which it must be kept, or the not-before. */
+export interface RevocationSnapshot {
+  tokens: [string, number][];
+  /** Ended login families (the JWT's `sid`) → when the last token of the family stops verifying. */
+  families: [string, number][];
+  users: [string, number][];
+}
+
+/** Revoked token ids, ended families and per-user "not before" times, kept until the tokens they cover expire. */
 export interface RevocationRecords {
   revokeToken(jti: string, expMs: number): Promise<void>;
+  /** Every token of the family is refused until `untilMs`, past which none of them could verify. */
+  revokeFamily(familyId: string, untilMs: number): Promise<void>;
   /** Tokens of `sub` issued before `notBefore` (epoch seconds) are refused. Keeps the later time. */
   revokeUser(sub: string, notBefore: number): Promise<void>;
-  load(nowMs: number): Promise<{ tokens: [string, number][]; users: [string, number][] }>;
+  load(nowMs: number): Promise<RevocationSnapshot>;
+}
+
+/**
+ * Short-lived single-use values shared by every node: the CLI's authorization codes (≤ 60 s) and the
+ * marks of spent login states. Ids are opaque here (callers hash what they store).
+ */
+export interface SingleUseRecords {
+  /** Stores `value` for `ttlMs` unless the id exists already; resolves false then (it was used). */
+  put(id: string, value: string, ttlMs: number): Promise<boolean>;
+  /** The value, removed in the same step: a second take of the same id finds nothing. */
+  take(id: string): Promise<string | null>;
 }
 
 /** What a presented refresh token is to its family. */
@@ -59,6 +80,9 @@ export interface GrantRecords {
   rememberSession(sub: string, sessionId: string, ttlSeconds: number): Promise<void>;
   /** Drops the user's upstream tokens and every family; resolves the session ids to destroy. */
   forgetUser(sub: string): Promise<string[]>;
+  /** The user's groups as last read upstream; every node hears the new record (a `groups` event). */
+  saveGroups(sub: string, record: { groups: string[]; readAt: number }, ttlSeconds: number): Promise<void>;
+  groups(sub: string): Promise<{ groups: string[]; readAt: number } | null>;
   /** Takes the user's refresh lease for `ttlMs` when nobody holds it. */
   lock(sub: string, owner: string, ttlMs: number): Promise<boolean>;
   unlock(sub: string, owner: string): Promise<void>;
@@ -68,6 +92,8 @@ export interface GrantRecords {
 export interface RateLimitRecords {
   /** Counts one request in `bucket`'s window (which starts at its first request); the count so far and the ms left. */
   hit(bucket: string, windowMs: number): Promise<{ count: number; resetMs: number }>;
+  /** The count of `bucket`'s current window without counting (0 when none is open). */
+  peek(bucket: string): Promise<{ count: number; resetMs: number }>;
 }
 
 /** Everything sky keeps: Redis, or the in-memory embedded default (SPEC §2). */
@@ -81,6 +107,7 @@ export interface Store {
   readonly revocations: RevocationRecords;
   readonly grants: GrantRecords;
   readonly rateLimits: RateLimitRecords;
+  readonly singleUse: SingleUseRecords;
   readonly sessions: SessionStore;
   /** Hear every node's changes (including this node's own). Returns an unsubscribe function. */
   subscribe(listener: StoreEventListener): () => void;

@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import { parseStoreEvent, type StoreEvent } from './events';
 import { guarded } from './guarded';
 import type { Keys } from './keys';
 import type { FamilyState, GrantRecords } from './records';
@@ -114,6 +115,25 @@ export class RedisGrantRecords implements GrantRecords {
       // Families live in their own slots: one DEL each, never a cross-slot command.
       await Promise.all(families.map((id) => this.client.del(this.keys.refreshFamily(id))));
       return sessions;
+    });
+  }
+
+  saveGroups(sub: string, record: { groups: string[]; readAt: number }, ttlSeconds: number): Promise<void> {
+    const event: StoreEvent = { type: 'groups', sub, ...record };
+    return guarded('save the groups', async () => {
+      await this.client.set(this.keys.userGroups(sub), JSON.stringify(record), 'EX', ttlSeconds);
+      await this.client.publish(this.keys.events, JSON.stringify(event));
+    });
+  }
+
+  groups(sub: string): Promise<{ groups: string[]; readAt: number } | null> {
+    return guarded('read the groups', async () => {
+      const json = await this.client.get(this.keys.userGroups(sub));
+      if (json === null) return null;
+      const parsed = parseStoreEvent(
+        JSON.stringify({ type: 'groups', sub, ...(JSON.parse(json) as object) }),
+      );
+      return parsed?.type === 'groups' ? { groups: parsed.groups, readAt: parsed.readAt } : null;
     });
   }
 

@@ -25,4 +25,15 @@ export class RedisRateLimitRecords implements RateLimitRecords {
       return { count, resetMs: ttl > 0 ? ttl : windowMs };
     });
   }
+
+  peek(bucket: string): Promise<{ count: number; resetMs: number }> {
+    return guarded('read a request count', async () => {
+      const key = this.keys.rateLimit(bucket);
+      const [[, count], [, ttl]] = (await this.client.multi().get(key).pttl(key).exec()) as [
+        [unknown, string | null],
+        [unknown, number],
+      ];
+      return { count: Number(count ?? 0), resetMs: ttl > 0 ? ttl : 0 };
+    });
+  }
 }

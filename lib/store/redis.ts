@@ -9,50 +9,48 @@ import { guarded } from './guarded';
 import { Keys } from './keys';
 import { RedisGrantRecords } from './redis-grants';
 import { RedisRateLimitRecords } from './redis-limits';
-import type { Principals, RevocationRecords, Store, TeamRecords, WriteMode, WriteOutcome } from './records';
+import { RedisRevocationRecords } from './redis-revocations';
+import { RedisSingleUseRecords } from './redis-single-use';
+import type { Principals, Store, TeamRecords, WriteMode, WriteOutcome } from './records';
 
 type Client = Redis | Cluster;
 
-/** Optimistic writers retry when another node moved the same team between their read and write. */
-const MAX_TEAM_WRITE_ATTEMPTS = 8;
+/*
+ * A team write moves its index entries inside one script: concurrent writers queue, never conflict.
+ * Index keys: ARGV[2]/ARGV[3] (Keys prefixes) .. principal, all under `{teams}`: one Cluster slot.
+ */
+const TEAM_INDEX = `
+local function index(json, command)
+  local p = cjson.decode(json)
+  for _, u in ipairs(p.users or {}) do redis.call(command, ARGV[2] .. u, ARGV[1]) end
+  for _, g in ipairs(p.groups or {}) do redis.call(command, ARGV[3] .. g, ARGV[1]) end
+end
+`;
 
 /*
- * KEYS: configs, principals, …old index keys, …new index keys.
- * ARGV: team, json, new principals JSON, expected old principals JSON ('' = none), number of old keys,
+ * KEYS: configs, principals. ARGV: team, user index prefix, group index prefix, json, principals JSON,
  *       channel, event JSON, '1' when the team must already exist.
- * Returns -1 when the team changed since the caller read it, -2 when it must exist and does not,
- * else 1 (created) or 0 (updated).
+ * Returns -2 when it must exist and does not, else 1 (created) or 0 (updated).
  */
-const PUT_TEAM = `
-local current = redis.call('HGET', KEYS[2], ARGV[1]) or ''
-if current ~= ARGV[4] then return -1 end
-if current == '' and ARGV[8] == '1' then return -2 end
-local nold = tonumber(ARGV[5])
-for i = 3, 2 + nold do redis.call('SREM', KEYS[i], ARGV[1]) end
-for i = 3 + nold, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
-local created = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+const PUT_TEAM = `${TEAM_INDEX}
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if not old and ARGV[8] == '1' then return -2 end
+if old then index(old, 'SREM') end
+index(ARGV[5], 'SADD')
+local created = redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return created
 `;
 
-/* KEYS: configs, principals, …old index keys. ARGV: team, expected old principals JSON, channel, event. */
-const DELETE_TEAM = `
-local current = redis.call('HGET', KEYS[2], ARGV[1]) or ''
-if current ~= ARGV[2] then return -1 end
-for i = 3, #KEYS do redis.call('SREM', KEYS[i], ARGV[1]) end
+/* KEYS: configs, principals. ARGV: team, user index prefix, group index prefix, channel, event JSON. */
+const DELETE_TEAM = `${TEAM_INDEX}
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then index(old, 'SREM') end
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-if removed == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+if removed == 1 then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return removed
-`;
-
-/* KEYS: revoked users. ARGV: subject, not-before. Stores and returns the later of the old and new time. */
-const REVOKE_USER = `
-local previous = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
-local effective = math.max(previous, tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], ARGV[1], tostring(effective))
-return effective
 `;
 
 export function connectRedis(config: RedisConfig): Client {
@@ -110,100 +108,35 @@ class RedisTeamRecords implements TeamRecords {
     });
   }
 
-  private indexKeys(p: Principals): string[] {
-    return [...p.users.map((u) => this.keys.userIndex(u)), ...p.groups.map((g) => this.keys.groupIndex(g))];
-  }
-
-  private oldPrincipals(json: string | null): Principals {
-    return json ? (JSON.parse(json) as Principals) : { users: [], groups: [] };
+  /** numkeys, KEYS and the first ARGV (team, index prefixes) of both team scripts. */
+  private teamScript(team: string): [number, string, string, string, string, string] {
+    return [
+      2,
+      this.keys.teamConfigs,
+      this.keys.teamPrincipals,
+      team,
+      this.keys.userIndex(''),
+      this.keys.groupIndex(''),
+    ];
   }
 
   put(team: string, json: string, principals: Principals, mode: WriteMode): Promise<WriteOutcome> {
     const event = JSON.stringify({ type: 'team', team } satisfies StoreEvent);
     const next = JSON.stringify(principals);
+    const mustExist = mode === 'update' ? '1' : '0';
     return guarded('write team', async () => {
-      for (let attempt = 0; attempt < MAX_TEAM_WRITE_ATTEMPTS; attempt++) {
-        const previous = await this.client.hget(this.keys.teamPrincipals, team);
-        const oldKeys = this.indexKeys(this.oldPrincipals(previous));
-        const keys = [
-          this.keys.teamConfigs,
-          this.keys.teamPrincipals,
-          ...oldKeys,
-          ...this.indexKeys(principals),
-        ];
-        const args = [
-          team,
-          json,
-          next,
-          previous ?? '',
-          String(oldKeys.length),
-          this.keys.events,
-          event,
-          mode === 'update' ? '1' : '0',
-        ];
-        const result = (await this.client.eval(PUT_TEAM, keys.length, ...keys, ...args)) as number;
-        if (result === -2) return 'missing';
-        if (result !== -1) return result === 1 ? 'created' : 'updated';
-      }
-      throw new SkyError('store_unavailable', `team '${team}' is being changed concurrently; try again`);
+      const args = [json, next, this.keys.events, event, mustExist];
+      const result = (await this.client.eval(PUT_TEAM, ...this.teamScript(team), ...args)) as number;
+      if (result === -2) return 'missing';
+      return result === 1 ? 'created' : 'updated';
     });
   }
 
   delete(team: string): Promise<boolean> {
     const event = JSON.stringify({ type: 'team', team } satisfies StoreEvent);
     return guarded('delete team', async () => {
-      for (let attempt = 0; attempt < MAX_TEAM_WRITE_ATTEMPTS; attempt++) {
-        const previous = await this.client.hget(this.keys.teamPrincipals, team);
-        const keys = [
-          this.keys.teamConfigs,
-          this.keys.teamPrincipals,
-          ...this.indexKeys(this.oldPrincipals(previous)),
-        ];
-        const args = [team, previous ?? '', this.keys.events, event];
-        const result = (await this.client.eval(DELETE_TEAM, keys.length, ...keys, ...args)) as number;
-        if (result !== -1) return result === 1;
-      }
-      throw new SkyError('store_unavailable', `team '${team}' is being changed concurrently; try again`);
-    });
-  }
-}
-
-class RedisRevocationRecords implements RevocationRecords {
-  constructor(
-    private readonly client: Client,
-    private readonly keys: Keys,
-  ) {}
-
-  revokeToken(jti: string, expMs: number): Promise<void> {
-    const event = JSON.stringify({ type: 'revoke-token', jti, exp: expMs } satisfies StoreEvent);
-    return guarded('revoke token', async () => {
-      await this.client.zadd(this.keys.revokedTokens, expMs, jti);
-      await this.client.publish(this.keys.events, event);
-    });
-  }
-
-  revokeUser(sub: string, notBefore: number): Promise<void> {
-    return guarded('revoke user', async () => {
-      // Atomically keep the later time: two nodes revoking at once, or an older revocation arriving
-      // late, must never lower it and re-admit tokens.
-      const effective = Number(
-        await this.client.eval(REVOKE_USER, 1, this.keys.revokedUsers, sub, notBefore),
-      );
-      const event: StoreEvent = { type: 'revoke-user', sub, notBefore: effective };
-      await this.client.publish(this.keys.events, JSON.stringify(event));
-    });
-  }
-
-  load(nowMs: number): Promise<{ tokens: [string, number][]; users: [string, number][] }> {
-    return guarded('load revocations', async () => {
-      await this.client.zremrangebyscore(this.keys.revokedTokens, '-inf', nowMs);
-      const flat = await this.client.zrange(this.keys.revokedTokens, '0', '-1', 'WITHSCORES');
-      const tokens: [string, number][] = [];
-      for (let i = 0; i + 1 < flat.length; i += 2) tokens.push([flat[i] as string, Number(flat[i + 1])]);
-      const users = Object.entries(await this.client.hgetall(this.keys.revokedUsers)).map(
-        ([sub, nbf]): [string, number] => [sub, Number(nbf)],
-      );
-      return { tokens, users };
+      const args = [this.keys.events, event];
+      return ((await this.client.eval(DELETE_TEAM, ...this.teamScript(team), ...args)) as number) === 1;
     });
   }
 }
@@ -326,6 +259,7 @@ export function createRedisStore(
     revocations: new RedisRevocationRecords(client, keys),
     grants: new RedisGrantRecords(client, keys),
     rateLimits: new RedisRateLimitRecords(client, keys),
+    singleUse: new RedisSingleUseRecords(client, keys),
     sessions: sessionStore(client, keys, sessionTtlSeconds),
     subscribe(listener) {
       listeners.add(listener);

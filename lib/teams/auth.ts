@@ -56,7 +56,34 @@ const NO_MEMBERS = 'auth config for the team does not have users and groups conf
 
 const invalid = (message: string): SkyError => new SkyError('invalid_team', message);
 
-function normaliseEntries(value: unknown, where: string, connector: string): string[] {
+/** Lower-cases A-Z only: a Unicode fold would make the Kelvin sign (U+212A) match `k`. */
+export function asciiLower(value: string): string {
+  return value.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
+}
+
+/** Printable ASCII: what Bitbucket usernames, account ids, uuids and workspace slugs are made of. */
+const ASCII_ENTRY = /^[\x21-\x7e]*$/;
+
+/**
+ * The kind of a user entry, decided by its form (the same rule for configs saved before kinds
+ * existed): `{…}` is a uuid, an Atlassian account id (24 hex digits, or `<digits>:<id>`) is an account
+ * id, anything else a username. An identity matches an entry only by the same kind, so a username that
+ * looks like someone's account id or uuid grants nothing.
+ */
+export type UserEntryKind = 'uuid' | 'account id' | 'username';
+
+export function userEntryKind(bare: string): UserEntryKind {
+  if (/^\{[^{}]+\}$/.test(bare)) return 'uuid';
+  if (/^[0-9a-f]{24}$/.test(bare) || /^\d+:[0-9a-f-]+$/.test(bare)) return 'account id';
+  return 'username';
+}
+
+interface EntryRules {
+  /** Refuse non-ASCII entries (writes); stored configs are read as they are. */
+  strict: boolean;
+}
+
+function normaliseEntries(value: unknown, where: string, connector: string, rules: EntryRules): string[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) throw invalid(`${where} must be a list of strings`);
   if (value.length > MAX_ENTRIES) throw invalid(`${where} has more than ${MAX_ENTRIES} entries`);
@@ -64,12 +91,17 @@ function normaliseEntries(value: unknown, where: string, connector: string): str
   const entries = new Set<string>();
   for (const raw of value) {
     if (typeof raw !== 'string') throw invalid(`${where} must be a list of strings`);
-    const entry = raw.trim().toLowerCase();
+    const entry = asciiLower(raw.trim());
     if (entry === '' || entry === prefix) throw invalid(`${where} contains an empty entry`);
     // The limit is on the entry without its prefix, so a stored (prefixed) config validates again on read.
     const bare = entry.startsWith(prefix) ? entry.slice(prefix.length) : entry;
     if (bare.length > MAX_ENTRY_LENGTH)
       throw invalid(`${where} has an entry longer than ${MAX_ENTRY_LENGTH} characters`);
+    if (rules.strict && !ASCII_ENTRY.test(bare)) {
+      throw invalid(
+        `${where} entry '${bare.slice(0, 80)}' has non-ASCII characters or spaces: Bitbucket usernames, ids and workspaces are ASCII`,
+      );
+    }
     entries.add(entry.startsWith(prefix) ? entry : prefix + entry);
   }
   return [...entries];
@@ -77,9 +109,15 @@ function normaliseEntries(value: unknown, where: string, connector: string): str
 
 /**
  * Validates and normalises a Concourse auth config with Concourse's messages. Entries are trimmed,
- * lower-cased, deduplicated and given the connector prefix when it is missing.
+ * lower-cased (ASCII), deduplicated and given the connector prefix when it is missing; a non-ASCII
+ * entry is refused, except in a config read back from the store (`stored`), which is taken as saved.
  */
-export function parseTeamAuth(raw: unknown, connector = 'bitbucket-cloud'): TeamAuth {
+export function parseTeamAuth(
+  raw: unknown,
+  connector = 'bitbucket-cloud',
+  { stored = false }: { stored?: boolean } = {},
+): TeamAuth {
+  const rules: EntryRules = { strict: !stored };
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid(EMPTY);
   const roles = Object.keys(raw);
   if (roles.length === 0) throw invalid(EMPTY);
@@ -93,8 +131,8 @@ export function parseTeamAuth(raw: unknown, connector = 'bitbucket-cloud'): Team
       if (key !== 'users' && key !== 'groups')
         throw invalid(`role '${role}' has an unknown key '${key.slice(0, 40)}' (use users, groups)`);
     }
-    const users = normaliseEntries(m['users'], `${role}.users`, connector);
-    const groups = normaliseEntries(m['groups'], `${role}.groups`, connector);
+    const users = normaliseEntries(m['users'], `${role}.users`, connector, rules);
+    const groups = normaliseEntries(m['groups'], `${role}.groups`, connector, rules);
     if (users.length === 0 && groups.length === 0) throw invalid(NO_MEMBERS);
     auth[role] = { users, groups };
   }
@@ -148,21 +186,39 @@ export function teamAuthFromFlags(
 }
 
 /**
- * What a team config is matched against (SPEC §6.3): uuid, account_id and username, never a nickname;
- * and every group. Prefixed and lower-cased: these are also the keys of the login index.
+ * What a team config is matched against (SPEC §6.3): uuid, account_id and username, never a nickname,
+ * each as its kind; and every group. Prefixed and ASCII-lower-cased like the entries; `users` are also
+ * the keys of the login index (which only narrows the teams; the match itself is by kind).
  */
-export function principalsOf(identity: Identity): { users: string[]; groups: string[] } {
+export function principalsOf(identity: Identity): { users: string[]; groups: string[]; typed: string[] } {
   let principals = principalsCache.get(identity);
   if (!principals) {
     const prefix = `${identity.connector}:`;
-    const ids = [identity.userId, identity.accountId, identity.userName].filter((v): v is string => !!v);
+    const ids: [UserEntryKind, string | undefined][] = [
+      ['uuid', identity.userId],
+      ['account id', identity.accountId],
+      ['username', identity.userName],
+    ];
+    const present = ids.flatMap(([kind, id]): [UserEntryKind, string][] =>
+      id ? [[kind, prefix + asciiLower(id)]] : [],
+    );
     principals = {
-      users: [...new Set(ids.map((id) => prefix + id.toLowerCase()))],
-      groups: [...new Set(identity.groups.map((g) => prefix + g.toLowerCase()))],
+      users: [...new Set(present.map(([, entry]) => entry))],
+      typed: present.map(([kind, entry]) => typedEntry(kind, entry)),
+      groups: [...new Set(identity.groups.map((g) => prefix + asciiLower(g)))],
     };
     principalsCache.set(identity, principals);
   }
   return principals;
+}
+
+/** `<kind>|<entry>`: the key of a user entry in a config's index, and of an identity's ids. */
+const typedEntry = (kind: UserEntryKind, entry: string): string => `${kind}|${entry}`;
+
+/** The kind of a prefixed user entry, as stored in a config. */
+export function kindOfEntry(entry: string): UserEntryKind {
+  const colon = entry.indexOf(':');
+  return userEntryKind(colon === -1 ? entry : entry.slice(colon + 1));
 }
 
 /*
@@ -170,18 +226,21 @@ export function principalsOf(identity: Identity): { users: string[]; groups: str
  * identity (the guards keep one identity per verified token), and each config's entry → roles index.
  * Neither object may change afterwards: tokens' claims and stored configs are never mutated.
  */
-const principalsCache = new WeakMap<Identity, { users: string[]; groups: string[] }>();
+const principalsCache = new WeakMap<Identity, { users: string[]; groups: string[]; typed: string[] }>();
 type EntryIndex = { users: Map<string, number>; groups: Map<string, number> };
 const entryIndexes = new WeakMap<TeamAuth, EntryIndex>();
 
-/** Each entry → the bit set of the roles (bit i = ROLES[i]) that name it. */
+/** Each entry → the bit set of the roles (bit i = ROLES[i]) that name it; user entries by kind. */
 function entryIndex(auth: TeamAuth): EntryIndex {
   let index = entryIndexes.get(auth);
   if (!index) {
     const users = new Map<string, number>();
     const groups = new Map<string, number>();
     for (const [i, role] of ROLES.entries()) {
-      for (const u of auth[role]?.users ?? []) users.set(u, (users.get(u) ?? 0) | (1 << i));
+      for (const u of auth[role]?.users ?? []) {
+        const key = typedEntry(kindOfEntry(u), u);
+        users.set(key, (users.get(key) ?? 0) | (1 << i));
+      }
       for (const g of auth[role]?.groups ?? []) groups.set(g, (groups.get(g) ?? 0) | (1 << i));
     }
     entryIndexes.set(auth, (index = { users, groups }));
@@ -192,9 +251,9 @@ function entryIndex(auth: TeamAuth): EntryIndex {
 /** The bit set of the roles whose entries name the person. */
 function heldRoles(identity: Identity, auth: TeamAuth): number {
   const index = entryIndex(auth);
-  const { users, groups } = principalsOf(identity);
+  const { typed, groups } = principalsOf(identity);
   let held = 0;
-  for (const u of users) held |= index.users.get(u) ?? 0;
+  for (const u of typed) held |= index.users.get(u) ?? 0;
   for (const g of groups) held |= index.groups.get(g) ?? 0;
   return held;
 }

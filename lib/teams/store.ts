@@ -109,7 +109,7 @@ export class TeamStore {
 function decode(json: string | null): TeamAuth | null {
   if (json === null) return null;
   try {
-    return parseTeamAuth(JSON.parse(json));
+    return parseTeamAuth(JSON.parse(json), undefined, { stored: true });
   } catch {
     return null;
   }

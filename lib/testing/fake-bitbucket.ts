@@ -55,7 +55,16 @@ export interface RecordedRequest {
   query: Record<string, string>;
   headers: Record<string, string>;
   at: number;
+  /** The fixture user whose access token the request carried, if any (API calls). */
+  user?: string;
 }
+
+/** The optional endpoints a test can make disappear (Atlassian lists the 1.0 groups API as removed). */
+export type OptionalEndpoint = '1.0 groups' | 'workspace permission';
+const OPTIONAL_ROUTES: Record<OptionalEndpoint, RegExp> = {
+  '1.0 groups': /^\/1\.0\/groups\//,
+  'workspace permission': /^\/2\.0\/user\/workspaces\/[^/]+\/permission$/,
+};
 
 /** One consent of one user: every token issued from it dies when the user removes the app. */
 interface Grant {
@@ -214,6 +223,7 @@ export class FakeBitbucket {
   private readonly sleeps = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   private readonly ttlSeconds: number;
   private faults: (Fault & { left: number; toSkip: number })[] = [];
+  private readonly removed = new Map<OptionalEndpoint, number>();
   private decision: Decision = null;
   private stopped = false;
 
@@ -314,6 +324,28 @@ export class FakeBitbucket {
       .filter((m) => m.user !== userKey)
       .concat({ user: userKey, permission });
   }
+  /** A member no more: the user leaves the workspace (and its groups) upstream. */
+  leaveWorkspace(userKey: string, slug: string): void {
+    const workspace = this.workspaces.get(slug);
+    if (!workspace) throw new SkyError('not_found', `the fake Bitbucket has no workspace ${slug}`);
+    workspace.members = workspace.members.filter((m) => m.user !== userKey);
+    for (const group of workspace.groups) group.members = group.members.filter((m) => m !== userKey);
+  }
+  /** The endpoint answers `status` (404 or 410: gone; 403: refused) to every call until restored. */
+  removeEndpoint(endpoint: OptionalEndpoint, status: 403 | 404 | 410 = 410): void {
+    this.removed.set(endpoint, status);
+  }
+  restoreEndpoint(endpoint: OptionalEndpoint): void {
+    this.removed.delete(endpoint);
+  }
+  /** API calls made with `userKey`'s access tokens (matching `match`, when given). */
+  callsOf(userKey: string, match?: string | RegExp): number {
+    return this.requests.filter(
+      (r) =>
+        r.user === userKey &&
+        (match === undefined || (typeof match === 'string' ? r.path.startsWith(match) : match.test(r.path))),
+    ).length;
+  }
   /** The user removed the app: their access tokens get 401 on the API, their refresh tokens invalid_grant. */
   revokeGrant(userKey: string): void {
     for (const token of this.accessTokens.values())
@@ -361,6 +393,10 @@ export class FakeBitbucket {
     if (kind === 'token' && req.method === 'POST') return this.token(req, res, body);
     if (REMOVED_ROUTES.some((r) => r.test(url.pathname)))
       return sendError(res, 410, 'This API is no longer available.');
+    for (const [endpoint, status] of this.removed) {
+      if (OPTIONAL_ROUTES[endpoint].test(url.pathname))
+        return sendError(res, status, status === 403 ? 'Forbidden.' : 'This API is no longer available.');
+    }
     return this.api(req, res, url);
   }
 
@@ -369,12 +405,14 @@ export class FakeBitbucket {
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
     }
+    const user = this.bearerUser(req)?.key;
     this.requests.push({
       method: req.method ?? 'GET',
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
       headers,
       at: Date.now(),
+      ...(user === undefined ? {} : { user }),
     });
   }
 

@@ -1,4 +1,10 @@
-export { FakeBitbucket, type Fault, type FakeBitbucketOptions, type RecordedRequest } from './fake-bitbucket';
+export {
+  FakeBitbucket,
+  type Fault,
+  type FakeBitbucketOptions,
+  type OptionalEndpoint,
+  type RecordedRequest,
+} from './fake-bitbucket';
 export {
   loadFixtures,
   type FakeClient,

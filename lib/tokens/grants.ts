@@ -4,9 +4,10 @@ import type { Store as SessionStore } from 'express-session';
 import type { Connector, Identity, UpstreamTokens } from '../connector';
 import { SkyError, isSkyError } from '../errors';
 import type { Logger } from '../log';
-import type { GrantRecords } from '../store';
+import type { GrantRecords, SingleUseRecords } from '../store';
 import { subjectOf } from './jwt';
 import { deriveSecret, type SigningKey } from './keys';
+import { verifierMatches } from './pkce';
 import type { Revocations } from './revocations';
 import { Vault } from './vault';
 
@@ -15,10 +16,16 @@ const REFRESH_TOKEN = /^([A-Za-z0-9_-]{43})\.[A-Za-z0-9_-]{43}$/;
 /** An upstream access token this close to its expiry is refreshed before use. */
 const EXPIRY_MARGIN_MS = 60_000;
 const POLL_MS = 50;
+/** An authorization code of the CLI's login lives this long (RFC 6749 §4.1.2 recommends ≤ 10 minutes). */
+const CODE_TTL_MS = 60_000;
+/** 32 random bytes, base64url. */
+const AUTHORIZATION_CODE = /^[A-Za-z0-9_-]{43}$/;
 
 export interface GrantsOptions {
   key: SigningKey;
   records: GrantRecords;
+  /** Where the CLI's authorization codes wait (single use, shared by every node). */
+  codes: SingleUseRecords;
   sessions: SessionStore;
   connector: Connector;
   revocations: Revocations;
@@ -29,10 +36,22 @@ export interface GrantsOptions {
   log: Logger;
 }
 
-/** A refresh token as handed to a client, and the family it belongs to (the JWT's `sid`). */
-export interface IssuedRefresh {
-  refreshToken: string;
+/** A login family (the JWT's `sid`) and, when the client keeps one, its current refresh token. */
+export interface LoginFamily {
   familyId: string;
+  refreshToken?: string;
+}
+
+/** A refresh token as handed to a client, and the family it belongs to. */
+export interface IssuedRefresh extends LoginFamily {
+  refreshToken: string;
+}
+
+/** What an authorization code stands for until the CLI redeems it. */
+interface PendingCode {
+  sub: string;
+  challenge: string;
+  identity: Identity;
 }
 
 /** Upstream tokens as kept: `answerLost` when a refresh's answer never came (its token may be spent). */
@@ -62,9 +81,41 @@ export class Grants {
     return this.newFamily(sub);
   }
 
-  /** A further family for a user whose upstream grant is live (a CLI login by a browser already logged in). */
-  async fork(sub: string): Promise<IssuedRefresh | null> {
-    return (await this.upstream(sub)) ? this.newFamily(sub) : null;
+  /** A family of its own for a token no client refreshes (Concourse's fly takes a bare token). */
+  loneFamily(): LoginFamily {
+    return { familyId: randomBytes(32).toString('base64url') };
+  }
+
+  /**
+   * The CLI's login, once the person clicked on the page (RFC 8252): a single-use code bound to the
+   * CLI's PKCE challenge. No family exists until the CLI redeems it with the verifier.
+   */
+  async authorize(identity: Identity, challenge: string): Promise<string> {
+    const code = randomBytes(32).toString('base64url');
+    const pending: PendingCode = { sub: subjectOf(identity), challenge, identity };
+    const sealed = this.vault.seal(JSON.stringify(pending), 'authorization code');
+    await this.options.codes.put(this.codeId(code), sealed, CODE_TTL_MS);
+    return code;
+  }
+
+  /** Redeems a code with the CLI's verifier: a new family of the person's, with its first refresh token. */
+  async redeemCode(code: string, verifier: string): Promise<{ identity: Identity } & IssuedRefresh> {
+    if (!AUTHORIZATION_CODE.test(code)) throw invalidGrant('the authorization code is malformed');
+    // Taken at once: a code is spent by its first redemption, right or wrong.
+    const sealed = await this.options.codes.take(this.codeId(code));
+    if (sealed === null) throw invalidGrant('the authorization code is unknown, expired or already used');
+    const pending = JSON.parse(this.vault.open(sealed, 'authorization code')) as PendingCode;
+    if (!verifierMatches(verifier, pending.challenge)) {
+      throw invalidGrant('code_verifier does not match the code challenge of this login');
+    }
+    if (!(await this.upstream(pending.sub))) {
+      throw invalidGrant('the upstream grant is gone (revoked or expired): log in again');
+    }
+    return { identity: pending.identity, ...(await this.newFamily(pending.sub)) };
+  }
+
+  private codeId(code: string): string {
+    return `code:${createHmac('sha256', this.hmacKey).update(`code ${code}`).digest('base64url')}`;
   }
 
   /**
@@ -77,6 +128,8 @@ export class Grants {
     const hash = this.hash(refreshToken);
     const found = await this.options.records.inspect(familyId, hash);
     if (found.state === 'reused') {
+      // Whoever holds the spent token may hold the family's access tokens too: they all end.
+      await this.options.revocations.revokeFamily(familyId);
       this.options.log.warn({ sub: found.sub }, 'a rotated refresh token was reused: its family is revoked');
       throw invalidGrant('the refresh token was already used; its family is revoked');
     }
@@ -87,14 +140,21 @@ export class Grants {
     if (subjectOf(identity) !== sub) throw invalidGrant('the upstream grant belongs to another user');
     const next = this.newToken(familyId);
     const rotated = await this.options.records.rotate(familyId, hash, this.hash(next));
+    if (rotated === 'reused') await this.options.revocations.revokeFamily(familyId);
     if (rotated !== 'current')
       throw invalidGrant('the refresh token was used concurrently; its family is revoked');
+    // A logout that ran while this refresh read the upstream API ended the family: issue nothing.
+    if (this.options.revocations.isFamilyEnded(familyId)) throw invalidGrant('the login has ended');
     return { identity, refreshToken: next, familyId };
   }
 
-  /** Ends one family (logout). */
-  end(familyId: string): Promise<void> {
-    return this.options.records.endFamily(familyId);
+  /**
+   * Ends a login family (logout): every access token of it on every node, its refresh token, and so
+   * the session that keeps it. The revocation goes first, so a refresh racing it never leaves a live token.
+   */
+  async end(familyId: string): Promise<void> {
+    await this.options.revocations.revokeFamily(familyId);
+    await this.options.records.endFamily(familyId);
   }
 
   /** The browser session of a user, destroyed when the user is revoked. */
@@ -130,6 +190,13 @@ export class Grants {
       ),
     );
     this.options.log.warn({ sub, sessions: sessions.length, reason }, 'user revoked on every node');
+  }
+
+  /** Who the person is upstream now, with their current groups (SKY_GROUPS_MAX_AGE re-reads). */
+  async identityOf(sub: string): Promise<Identity> {
+    const identity = await this.currentIdentity(sub);
+    if (subjectOf(identity) !== sub) throw invalidGrant('the upstream grant belongs to another user');
+    return identity;
   }
 
   /** Identity from the upstream API; a refused access token gets one upstream refresh, then counts as revoked. */

@@ -21,8 +21,8 @@ export interface SkyClaims {
   teams: Record<string, string[]>;
   is_admin: boolean;
   csrf: string;
-  /** The refresh family this token was issued from: logout ends it with the token. */
-  sid?: string;
+  /** The login family this token belongs to: logout, refresh-token reuse and upstream revocation end it. */
+  sid: string;
 }
 
 export interface IssueInput {
@@ -32,8 +32,8 @@ export interface IssueInput {
   identity: Identity;
   teams: Record<string, string[]>;
   isAdmin: boolean;
-  /** The refresh family of the login or refresh that issues this token. */
-  familyId?: string;
+  /** The login family (refresh family) of the login or refresh that issues this token. */
+  familyId: string;
   /** Epoch milliseconds; default Date.now(). */
   now?: number;
 }
@@ -66,7 +66,7 @@ export function issueToken(key: SigningKey, input: IssueInput): { token: string;
     teams: Object.fromEntries(Object.entries(input.teams).map(([team, roles]) => [team, [...roles]])),
     is_admin: input.isAdmin,
     csrf: randomBytes(32).toString('base64url'),
-    ...(input.familyId === undefined ? {} : { sid: input.familyId }),
+    sid: input.familyId,
   };
   const signingInput = `${b64({ alg: 'RS256', typ: 'JWT', kid: key.kid })}.${b64(claims)}`;
   const signature = sign('RSA-SHA256', Buffer.from(signingInput), key.privateKey).toString('base64url');
@@ -137,8 +137,9 @@ const STRING_CLAIMS = [
   'name',
   'email',
   'connector',
+  'sid',
 ];
-const NON_EMPTY_CLAIMS = ['sub', 'jti', 'csrf', 'user_id'];
+const NON_EMPTY_CLAIMS = ['sub', 'jti', 'csrf', 'user_id', 'sid'];
 
 function checkShape(p: Record<string, unknown>): SkyClaims {
   for (const name of STRING_CLAIMS) {
@@ -157,8 +158,6 @@ function checkShape(p: Record<string, unknown>): SkyClaims {
     if (!isStringArray(roles)) throw new Refused('claim teams has a bad role list');
   }
   if (typeof own(p, 'is_admin') !== 'boolean') throw new Refused('claim is_admin is not a boolean');
-  const sid = own(p, 'sid');
-  if (sid !== undefined && !(isString(sid) && sid !== '')) throw new Refused('claim sid is not a string');
   return p as unknown as SkyClaims;
 }
 

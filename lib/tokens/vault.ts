@@ -14,8 +14,9 @@ const TAG_BYTES = 16;
 export class Vault {
   private readonly key: Buffer;
 
-  constructor(signingKey: SigningKey) {
-    this.key = deriveSecret(signingKey, 'vault');
+  /** @param label the key's HKDF label: each use of sealing gets a key of its own. */
+  constructor(signingKey: SigningKey, label = 'vault') {
+    this.key = deriveSecret(signingKey, label);
   }
 
   seal(plain: string, context: string): string {

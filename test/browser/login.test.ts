@@ -165,7 +165,10 @@ test('Deny at the fake → the access_denied page, whose "Log in again" starts o
   const { callback } = await decide(page, 'alice', 'Deny');
   await expectSafePage(callback, 403);
   expect(await h1(page)).toBe('Access was not granted');
-  expect(await page.locator('main').innerText()).toContain('The user denied access.');
+  // sky's own sentence for access_denied, never the query's free text (the fake sends one).
+  const text = await page.locator('main').innerText();
+  expect(text).toContain('You did not grant this CI server access to your Bitbucket Cloud account.');
+  expect(text).not.toContain('The user denied access.');
   await expectAccessible(page);
   await screenshot(page, 'error-access-denied');
   await page.getByRole('link', { name: 'Log in again' }).click();

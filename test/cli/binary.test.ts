@@ -49,7 +49,7 @@ test('login through the port hand-off, then userinfo and an interactive set-team
   const skyrc = tempSkyrc();
   const login = spawnSky(skyrc, ['login', '-c', node.url, '-t', 'ci']);
   const match = await waitFor(
-    () => /(http\S+\/login\?fly_port=(\d+))/.exec(login.stdout()),
+    () => /(http\S+\/login\?fly_port=(\d+)\S*)/.exec(login.stdout()),
     'the login URL',
     20_000,
   );

@@ -5,7 +5,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
 import { run } from '../../lib/cli/main';
 import type { FakeBitbucket } from '../../lib/testing';
-import { followFlyLogin, type SuccessPage } from '../harness/login';
+import { approveFly, followFlyLogin, type FlyPage } from '../harness/login';
 
 /** A stream that keeps what was written, for asserting on stdout and stderr. */
 export class Capture extends Writable {
@@ -73,21 +73,25 @@ export async function waitFor<T>(find: () => T | null | undefined, what: string,
 /** The login URL the CLI printed, and the local port inside it. */
 export async function printedLoginUrl(running: Running): Promise<{ url: string; port: number }> {
   const match = await waitFor(
-    () => /^ {2}(http\S+\/login\?fly_port=(\d+))$/m.exec(running.stdout.text),
+    () => /^ {2}(http\S+\/login\?fly_port=(\d+)\S*)$/m.exec(running.stdout.text),
     `the login URL in: ${running.stdout.text}`,
   );
   return { url: match[1] ?? '', port: Number(match[2]) };
 }
 
-/** What the success page's script does: hands the token (and refresh token) to the CLI's port. */
-export function deliver(port: number, page: SuccessPage): Promise<Response> {
-  const refresh = page.refreshToken ? `&refresh_token=${encodeURIComponent(page.refreshToken)}` : '';
-  return fetch(`http://127.0.0.1:${port}/?token=${encodeURIComponent(page.token)}${refresh}`);
+/**
+ * What the person and the page do: click "Log in the sky CLI", then the page's script hands the login
+ * code with the CLI's nonce (from the page's form) to the CLI's port.
+ */
+export async function deliver(port: number, page: FlyPage): Promise<Response> {
+  const delivery = await approveFly(page);
+  const query = new URLSearchParams({ code: delivery.value, nonce: page.fields['nonce'] ?? '' });
+  return fetch(`http://127.0.0.1:${port}/?${query}`);
 }
 
-/** A token for `user` as the fly success page shows it ("bearer <jwt>"), without any CLI involved. */
+/** A token for `user` as the fly page hands it to Concourse's fly after the click ("bearer <jwt>"). */
 export async function pageToken(baseUrl: string, fake: FakeBitbucket, user: string): Promise<string> {
-  return (await followFlyLogin(`${baseUrl}/sky/login?fly_port=65000`, fake, user)).token;
+  return (await approveFly(await followFlyLogin(`${baseUrl}/sky/login?fly_port=65000`, fake, user))).value;
 }
 
 /** `sky -t <target> login -c <url>` completed by pasting the user's token: a logged-in target. */

@@ -14,7 +14,7 @@ import {
   tempSkyrc,
   waitFor,
 } from './cli';
-import { followFlyLogin } from '../harness/login';
+import { approveFly, cliLoginParams, followFlyLogin } from '../harness/login';
 
 /** `sky login` (SPEC §9): the fly_port hand-off, a pasted token, and what lands in ~/.skyrc. */
 let fake: FakeBitbucket;
@@ -36,22 +36,28 @@ const userOf = async (jwt: string): Promise<Record<string, unknown>> => {
   return (await res.json()) as Record<string, unknown>;
 };
 
-describe('the browser hands the token to the local port', () => {
-  test('prints fly’s prompts, receives the token, verifies it and saves the target with mode 0600', async () => {
+describe('the browser hands a login code to the local port (RFC 8252)', () => {
+  test('prints fly’s prompts and a confirmation code, redeems the code with its verifier, saves the target 0600', async () => {
     const skyrc = tempSkyrc();
     const running = start(skyrc, ['login', '-c', `${node.url}/`, '-t', 'ci']);
     const { url, port } = await printedLoginUrl(running);
-    expect(url).toBe(`${node.url}/login?fly_port=${port}`);
+    const query = new URL(url).searchParams;
+    expect(url.startsWith(`${node.url}/login?fly_port=${port}&code_challenge=`)).toBe(true);
+    expect(query.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(query.get('code_challenge_method')).toBe('S256');
+    expect(query.get('nonce')).toMatch(/^[A-Za-z0-9_-]{16,64}$/);
     expect(running.stdout.text).toContain(
       "logging in to team 'main'\n\nnavigate to the following URL in your browser:",
     );
+    const confirmation = /confirmation code: ([0-9A-Z]{4}-[0-9A-Z]{4})/.exec(running.stdout.text)?.[1];
     await waitFor(
       () => (running.stdout.text.includes('or enter token manually (input hidden): ') ? true : null),
       'prompt',
     );
 
     const page = await followFlyLogin(url, fake, 'alice');
-    expect(page.html).toContain(`127.0.0.1:${port}`);
+    // The page shows the code the terminal printed, and has sent nothing yet.
+    expect(page.html).toContain(`<code id="confirmation">${confirmation}</code>`);
     const handOff = await deliver(port, page);
     expect(handOff.status).toBe(200);
     expect(handOff.headers.get('access-control-allow-origin')).toBe(node.url);
@@ -60,40 +66,53 @@ describe('the browser hands the token to the local port', () => {
     expect(result).toMatchObject({ code: 0, stderr: '' });
     expect(result.stdout).toMatch(/target saved\n$/);
     const saved = readSkyrc(skyrc).targets['ci'];
-    const jwt = page.token.slice('bearer '.length);
-    expect(saved).toEqual({
-      api: node.url,
-      team: 'main',
-      token: { type: 'bearer', value: jwt },
-      ...(page.refreshToken ? { refresh_token: page.refreshToken } : {}),
-    });
+    expect(saved).toMatchObject({ api: node.url, team: 'main', token: { type: 'bearer' } });
+    expect(saved?.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}$/);
     expect(modeOf(skyrc)).toBe(0o600);
-    expect(await userOf(jwt)).toMatchObject({ user_name: 'alice', is_admin: true });
-    // The listener is gone once the token arrived.
-    await expect(fetch(`http://127.0.0.1:${port}/?token=x`)).rejects.toThrow();
+    expect(await userOf(saved?.token?.value ?? '')).toMatchObject({ user_name: 'alice', is_admin: true });
+    // The listener is gone once the code arrived.
+    await expect(fetch(`http://127.0.0.1:${port}/?code=x`)).rejects.toThrow();
   });
 
-  test('a refresh token sent along by the page is saved with the access token', async () => {
+  test('deliveries without the nonce, with another nonce, or of a bare token are refused: nothing is saved', async () => {
     const skyrc = tempSkyrc();
     const running = start(skyrc, ['-t', 'ci', 'login', '-c', node.url]);
     const { url, port } = await printedLoginUrl(running);
-    const page = await followFlyLogin(url, fake, 'alice');
-    await deliver(port, { ...page, refreshToken: 'opaque-refresh-1' });
-    expect((await running.done).code).toBe(0);
-    expect(readSkyrc(skyrc).targets['ci']?.refresh_token).toBe('opaque-refresh-1');
-  });
-
-  test('requests without a token are refused and the CLI keeps waiting', async () => {
-    const skyrc = tempSkyrc();
-    const running = start(skyrc, ['-t', 'ci', 'login', '-c', node.url]);
-    const { url, port } = await printedLoginUrl(running);
+    // Another login's code (an attacker's own, say), offered without and with a wrong nonce.
+    const other = await followFlyLogin(`${node.url}/sky/login?${cliLoginParams(port).query}`, fake, 'bob');
+    const code = (await approveFly(other)).value;
+    const nonce = new URL(url).searchParams.get('nonce') ?? '';
+    for (const query of [
+      `code=${code}`,
+      `code=${code}&nonce=${'A'.repeat(nonce.length)}`,
+      `code=${code}&nonce=`,
+      `token=${encodeURIComponent(await pageToken(node.url, fake, 'bob'))}`,
+      `token=bearer%20a%20b`,
+    ]) {
+      expect((await fetch(`http://127.0.0.1:${port}/?${query}`)).status).toBe(400);
+    }
     expect((await fetch(`http://127.0.0.1:${port}/favicon.ico`)).status).toBe(400);
-    expect((await fetch(`http://127.0.0.1:${port}/?token=bearer%20a%20b`)).status).toBe(400);
+    expect(() => readFileSync(skyrc)).toThrow();
     const preflight = await fetch(`http://127.0.0.1:${port}/`, { method: 'OPTIONS' });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe(node.url);
+    // The CLI is still waiting, and takes its own login.
     await deliver(port, await followFlyLogin(url, fake, 'alice'));
     expect((await running.done).code).toBe(0);
+    expect(await userOf(readSkyrc(skyrc).targets['ci']?.token?.value ?? '')).toMatchObject({
+      user_name: 'alice',
+    });
+  });
+
+  test('the login code pasted at the prompt is redeemed', async () => {
+    const skyrc = tempSkyrc();
+    const running = start(skyrc, ['-t', 'ci', 'login', '-c', node.url]);
+    const { url } = await printedLoginUrl(running);
+    const delivery = await approveFly(await followFlyLogin(url, fake, 'alice'));
+    expect(delivery.kind).toBe('code');
+    running.stdin.write(`${delivery.value}\n`);
+    expect((await running.done).code).toBe(0);
+    expect(readSkyrc(skyrc).targets['ci']?.refresh_token).toBeTruthy();
   });
 
   test('--port picks the local port; -n picks the team, which the user must be on', async () => {
@@ -193,12 +212,12 @@ describe('.skyrc', () => {
     const { url, port } = await printedLoginUrl(running);
     expect(url.startsWith(`${node.url}/login?fly_port=`)).toBe(true);
     expect(running.stdout.text).toContain("logging in to team 'builders'");
-    const page = await followFlyLogin(url, fake, 'bob');
-    await deliver(port, page);
+    await deliver(port, await followFlyLogin(url, fake, 'bob'));
     expect((await running.done).code).toBe(0);
     const saved = readSkyrc(skyrc).targets['ci'];
     expect(saved).toMatchObject({ api: node.url, team: 'builders' });
-    expect(saved?.token?.value).toBe(page.token.slice('bearer '.length));
+    expect(saved?.token?.value).not.toBe(first.slice('bearer '.length));
+    expect(await userOf(saved?.token?.value ?? '')).toMatchObject({ user_name: 'bob' });
   });
 
   test('SKYRC names the file; without it HOME decides', async () => {

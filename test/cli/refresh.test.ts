@@ -96,7 +96,7 @@ test('past its token’s expiry the CLI keeps working by refreshing, with no bro
       identity: identityOf(claims),
       teams: claims.teams,
       isAdmin: claims.is_admin,
-      ...(claims.sid ? { familyId: claims.sid } : {}),
+      familyId: claims.sid,
       now: Date.now() - 3 * 3600_000,
     });
     target.token = { type: 'bearer', value: expired.token };

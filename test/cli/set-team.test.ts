@@ -194,6 +194,16 @@ describe('fly’s client-side validation: nothing reaches the server', () => {
       'error: --config cannot be combined with --bitbucket-cloud-user or --bitbucket-cloud-team: put every user and team in the roles file\n',
     ],
     [
+      'a non-ASCII username (the Kelvin sign folds to k in Unicode, not here)',
+      ['--bitbucket-cloud-user', '\u212Aarl'],
+      "error: owner.users entry '\u212Aarl' has non-ASCII characters or spaces: Bitbucket usernames, ids and workspaces are ASCII\n",
+    ],
+    [
+      'a non-ASCII workspace in a roles file',
+      ['-c', 'UNICODE'],
+      "error: member.groups entry 'ätsch' has non-ASCII characters or spaces: Bitbucket usernames, ids and workspaces are ASCII\n",
+    ],
+    [
       'a missing roles file',
       ['-c', '/nonexistent/roles.yml'],
       "error: could not read the config file '/nonexistent/roles.yml': ENOENT: no such file or directory, open '/nonexistent/roles.yml'\n",
@@ -204,6 +214,7 @@ describe('fly’s client-side validation: nothing reaches the server', () => {
       NOROLES: rolesFile('something: else\n'),
       NOMEMBERS: rolesFile('roles:\n- name: owner\n  bitbucket-cloud:\n    users: []\n'),
       BADROLE: rolesFile('roles:\n- name: admin\n  bitbucket-cloud:\n    users: [bob]\n'),
+      UNICODE: rolesFile('roles:\n- name: member\n  bitbucket-cloud:\n    teams: [ätsch]\n'),
     };
     const argv = flags.map((f) => files[f] ?? f);
     const result = await sky(skyrc, [

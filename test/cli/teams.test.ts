@@ -71,7 +71,7 @@ describe('get-team', () => {
       code: 0,
       stderr: '',
       stdout:
-        'builders/owner   bitbucket-cloud:bob  none\nbuilders/viewer  none                 bitbucket-cloud:acme\n',
+        'builders/owner   bitbucket-cloud:bob (username)  none\nbuilders/viewer  none                            bitbucket-cloud:acme\n',
     });
     const json = await sky(skyrc, ['-t', 'c', 'gt', '-n', 'builders', '-j']);
     expect(JSON.parse(json.stdout)).toMatchObject({

@@ -57,14 +57,40 @@ test('a cookie POST to /sky/logout without the CSRF token is 401 and revokes not
   ).toBe(200);
 });
 
-test('GET /sky/logout (Concourse) works with the cookie; without a token it is 401', async () => {
-  const { browser } = await loggedIn();
-  const out = await browser.request(`${node.url}/sky/logout`, { headers: { accept: 'text/html' } });
+test('a cookie-only GET /sky/logout revokes nothing: it asks, and the page’s POST form logs out', async () => {
+  const { browser, token } = await loggedIn();
+  const bearer = { authorization: `Bearer ${token}` };
+  // What a link or an <img> on another site makes a browser send.
+  const asked = await browser.request(`${node.url}/sky/logout`, { headers: { accept: 'text/html' } });
+  expect(asked.status).toBe(200);
+  expect(asked.setCookies).toEqual([]);
+  expect(asked.body).toContain('<button type="submit" class="button">Log out</button>');
+  expect((await fetch(`${node.url}/api/v1/user`, { headers: bearer })).status).toBe(200);
+  const legacy = await browser.request(`${node.url}/logout`);
+  expect(legacy.location).toBe(`${node.url}/sky/logout`);
+  expect((await fetch(`${node.url}/api/v1/user`, { headers: bearer })).status).toBe(200);
+
+  // The button: a POST with the page's CSRF field.
+  const action = /<form method="post" action="([^"]+)"/.exec(asked.body)?.[1] ?? '';
+  const csrf = /name="csrf_token" value="([^"]+)"/.exec(asked.body)?.[1] ?? '';
+  expect(action).toBe(`${node.url}/sky/logout`);
+  const out = await browser.request(action, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
+    body: new URLSearchParams({ csrf_token: csrf }).toString(),
+  });
   expect(out.status).toBe(303);
-  const none = await fetch(`${node.url}/sky/logout`, { method: 'POST' });
-  expect(none.status).toBe(401);
-  const legacy = await fetch(`${node.url}/logout`, { redirect: 'manual' });
-  expect(legacy.headers.get('location')).toBe(`${node.url}/sky/logout`);
+  expect((await fetch(`${node.url}/api/v1/user`, { headers: bearer })).status).toBe(401);
+});
+
+test('GET /sky/logout with a Bearer token (the CLI, as Concourse) logs out; with no token it is 401', async () => {
+  const { token } = await loggedIn();
+  const bearer = { authorization: `Bearer ${token}` };
+  const out = await fetch(`${node.url}/sky/logout`, { headers: bearer });
+  expect(out.status).toBe(204);
+  expect((await fetch(`${node.url}/api/v1/user`, { headers: bearer })).status).toBe(401);
+  expect((await fetch(`${node.url}/sky/logout`)).status).toBe(401);
+  expect((await fetch(`${node.url}/sky/logout`, { method: 'POST' })).status).toBe(401);
 });
 
 test('the landing page drops a revoked token cookie and shows the login page', async () => {

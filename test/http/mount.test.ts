@@ -27,7 +27,9 @@ test('login, cookies, landing and the API under /ci', async () => {
     const landed = new URL(callback?.location ?? '');
     expect(landed.pathname).toBe('/ci/teams');
     expect(callback?.setCookies.find((c) => c.startsWith('skymarshal_auth='))).toMatch(/; Path=\/ci(;|$)/);
-    expect(hops[0]?.setCookies.find((c) => c.startsWith('sky_session='))).toMatch(/; Path=\/ci\/sky(;|$)/);
+    // The pending login travels in a cookie of the /sky path; the session starts at the callback.
+    expect(hops[0]?.setCookies.find((c) => c.startsWith('sky_login_'))).toMatch(/; Path=\/ci\/sky(;|$)/);
+    expect(callback?.setCookies.find((c) => c.startsWith('sky_session='))).toMatch(/; Path=\/ci\/sky(;|$)/);
 
     const page = await browser.request(`${node.url}/ci`);
     expect(page.status).toBe(200);

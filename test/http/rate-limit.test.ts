@@ -1,10 +1,12 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { FakeBitbucket } from '../../lib/testing';
+import { Browser } from '../harness/browser';
 import { startNode, testPrefix, type TestNode } from '../harness/node';
 
 /**
- * Abuse (SPEC §11): the login routes and the token endpoint are limited per client IP, with counters in
- * Redis shared by every node; past the limit, 429 with Retry-After.
+ * Abuse (SPEC §4.1): what costs something is limited per client IP, with counters in Redis shared by
+ * every node: failed login callbacks (a bad state, a refused code) and token requests. Successful logins
+ * are not: an office behind one address logs in as often as it needs. Past the limit, 429 with Retry-After.
  */
 const LIMIT = 5;
 let fake: FakeBitbucket;
@@ -31,6 +33,9 @@ afterAll(async () => {
 
 const login = (node: TestNode, headers: Record<string, string> = {}) =>
   fetch(`${node.url}/sky/login`, { redirect: 'manual', headers });
+/** A callback with a state nobody issued: a failure, counted. */
+const badCallback = (node: TestNode, headers: Record<string, string> = {}) =>
+  fetch(`${node.url}/sky/issuer/callback?code=x&state=forged`, { redirect: 'manual', headers });
 const token = (node: TestNode, headers: Record<string, string> = {}) =>
   fetch(`${node.url}/sky/token`, {
     method: 'POST',
@@ -38,12 +43,12 @@ const token = (node: TestNode, headers: Record<string, string> = {}) =>
     body: 'grant_type=refresh_token&refresh_token=x',
   });
 
-test('one client past the limit: 429 with Retry-After and a page that says so; other clients unaffected', async () => {
+test('failed callbacks from one client meet the limit: 429 with Retry-After and a page that says so', async () => {
   const client = { 'x-forwarded-for': '203.0.113.7' };
   const statuses: number[] = [];
-  for (let i = 0; i < LIMIT; i++) statuses.push((await login(b, client)).status);
-  expect(statuses).toEqual(Array(LIMIT).fill(302));
-  const refused = await login(b, { ...client, accept: 'text/html' });
+  for (let i = 0; i < LIMIT; i++) statuses.push((await badCallback(b, client)).status);
+  expect(statuses).toEqual(Array(LIMIT).fill(400));
+  const refused = await badCallback(b, { ...client, accept: 'text/html' });
   expect(refused.status).toBe(429);
   const retryAfter = Number(refused.headers.get('retry-after'));
   expect(retryAfter).toBeGreaterThanOrEqual(1);
@@ -51,23 +56,47 @@ test('one client past the limit: 429 with Retry-After and a page that says so; o
   expect(refused.headers.get('ratelimit-limit')).toBe(String(LIMIT));
   expect(refused.headers.get('ratelimit-remaining')).toBe('0');
   expect(await refused.text()).toContain('Too many attempts');
-  // The callback is a login route too: same bucket.
-  expect((await fetch(`${b.url}/sky/issuer/callback?code=x&state=y`, { headers: client })).status).toBe(429);
-  // Another client behind the same proxy is not affected.
-  expect((await login(b, { 'x-forwarded-for': '203.0.113.8' })).status).toBe(302);
+  // Starting a login costs nothing and is not limited; another client behind the proxy is not affected.
+  expect((await login(b, client)).status).toBe(302);
+  expect((await badCallback(b, { 'x-forwarded-for': '203.0.113.8' })).status).toBe(400);
 });
 
-test('the count is shared: requests to A and to B from one address add up', async () => {
+test('the count is shared: failures at A and at B from one address add up', async () => {
   // A does not trust proxies: every request here comes from 127.0.0.1 (X-Forwarded-For is ignored, so
   // a client cannot dodge the limit by inventing one).
   const statuses: number[] = [];
   for (let i = 0; i < LIMIT + 1; i++)
-    statuses.push((await login(a, { 'x-forwarded-for': `198.51.100.${i}` })).status);
-  expect(statuses.slice(0, LIMIT)).toEqual(Array(LIMIT).fill(302));
+    statuses.push((await badCallback(a, { 'x-forwarded-for': `198.51.100.${i}` })).status);
+  expect(statuses.slice(0, LIMIT)).toEqual(Array(LIMIT).fill(400));
   expect(statuses[LIMIT]).toBe(429);
   // B sees 127.0.0.1 too when no X-Forwarded-For is sent: the same, already spent bucket.
-  expect((await login(b)).status).toBe(429);
+  expect((await badCallback(b)).status).toBe(429);
 });
+
+test('with the default settings, 300 logins from one address within a minute all succeed; 300 bad callbacks meet the limit', async () => {
+  const office = await startNode({ fake, options: { rateLimit: {} } });
+  try {
+    expect(office.router.config.rateLimitPerMinute).toBe(60);
+    const started = Date.now();
+    const landed: number[] = [];
+    const one = async (): Promise<void> => {
+      const hops = await new Browser().follow(`${office.url}/sky/login`, 3);
+      landed.push(hops[2]?.status ?? 0);
+    };
+    for (let i = 0; i < 30; i++) await Promise.all(Array.from({ length: 10 }, one));
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(landed).toEqual(Array(300).fill(302));
+    const bad: number[] = [];
+    for (let i = 0; i < 300; i++) bad.push((await badCallback(office)).status);
+    expect(bad.slice(0, 60)).toEqual(Array(60).fill(400));
+    expect(bad.filter((status) => status === 429).length).toBeGreaterThanOrEqual(239);
+    const refused = await badCallback(office);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+  } finally {
+    await office.close();
+  }
+}, 90_000);
 
 test('the token endpoint has its own bucket, with RFC 6749 bodies past the limit', async () => {
   const client = { 'x-forwarded-for': '203.0.113.50' };

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import { FakeBitbucket } from '../../lib/testing';
 import { Capture } from '../cli/cli';
 import { LONG, recordFigures } from '../harness/figures';
 import { freePort } from '../harness/global-setup';
+import { loginAs } from '../harness/login';
 import { startNode, type TestNode } from '../harness/node';
 import {
   Arena,
@@ -59,12 +61,20 @@ let node: TestNode;
 let web: WebNode;
 let arenas: Arena[] = [];
 
+/** Each node's signing key, known to the test: it seals login cookies of its own (an expired one, say). */
+const pem = (): string =>
+  generateKeyPairSync('rsa', { modulusLength: 2048 })
+    .privateKey.export({ type: 'pkcs8', format: 'pem' })
+    .toString();
+const nodeKey = pem();
+const webKey = pem();
+
 beforeAll(async () => {
   fake = await FakeBitbucket.start();
   node = await startNode({
     fake,
     // Thousands of login and token requests from one address: the rate limiter would answer 429.
-    options: { rateLimit: { perMinute: 0 } },
+    options: { rateLimit: { perMinute: 0 }, signingKey: nodeKey },
     routes: (app) => {
       const ok = (req: Request, res: Response): void => {
         res.json({ team: req.params['team'] ?? null });
@@ -75,17 +85,20 @@ beforeAll(async () => {
     },
   });
   const port = await freePort();
+  const keyFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'sky-fuzz-key-')), 'signing_key.pem');
+  writeFileSync(keyFile, webKey, { mode: 0o600 });
   web = await startWebNode({
     CONCOURSE_BIND_IP: '127.0.0.1',
     CONCOURSE_BIND_PORT: String(port),
     CONCOURSE_EXTERNAL_URL: `http://127.0.0.1:${port}`,
+    CONCOURSE_SESSION_SIGNING_KEY: keyFile,
     SKY_RATE_LIMIT_PER_MINUTE: '0',
     LOG_LEVEL: 'silent',
   });
   if (!web.fake) throw new Error('the web node should run its own fake Bitbucket');
   arenas = [
-    new Arena('test node (Redis)', node.url, fake, true),
-    new Arena('web node (in memory)', web.url, web.fake, false),
+    new Arena('test node (Redis)', node.url, fake, true, nodeKey),
+    new Arena('web node (in memory)', web.url, web.fake, false, webKey),
   ];
   for (const arena of arenas) await arena.setUp();
 }, 60_000);
@@ -177,6 +190,10 @@ describe('size limits', () => {
       );
       expect(logout.status).toBe(413);
       expect(isApiError(logout)).toBe(true);
+      // The fly click's form takes 4 KB too; its errors are pages.
+      const fly = await raw(arena, 'POST', '/sky/fly', [form], Buffer.from(csrf));
+      expect(fly.status).toBe(413);
+      expect(fly.headers.get('content-type')?.join()).toMatch(/^text\/html/);
       expect(await arena.healthy()).toBe(true);
     }
     passed.add('413');
@@ -264,10 +281,36 @@ describe('regressions found by the fuzzing', () => {
     const team = await fetch(`${arena.url}/api/v1/teams/builders`, { method: 'PATCH' });
     expect(team.status).toBe(405);
     expect(team.headers.get('allow')).toBe('GET, PUT, DELETE');
+    const fly = await fetch(`${arena.url}/sky/fly`, { headers: { accept: 'application/json' } });
+    expect(fly.status).toBe(405);
+    expect(fly.headers.get('allow')).toBe('POST');
+    expect(fly.headers.get('content-type')).toMatch(/^text\/html/);
     const unknown = await fetch(`${arena.url}/sky/nothing/here`, { headers: { accept: 'text/html' } });
     expect(unknown.status).toBe(404);
     expect(unknown.headers.get('content-type')).toMatch(/^text\/html/);
     passed.add('regression case');
+  });
+});
+
+describe('found while extending the fuzzing for issue #13 (lib/ not fixed yet)', () => {
+  test('a cookie-only HEAD /sky/logout ends nothing, as a cookie-only GET (it logged out without CSRF)', async () => {
+    for (const arena of arenas) {
+      const leaving = await loginAs(arena.url, arena.fake, 'carol');
+      const cookie = `skymarshal_auth=${encodeURIComponent(`bearer ${leaving.token}`)}`;
+      const get = await fetch(`${arena.url}/sky/logout`, { headers: { cookie }, redirect: 'manual' });
+      expect(get.status).toBe(200);
+      expect(await arena.refuses(leaving.token)).toBe(false);
+      const head = await fetch(`${arena.url}/sky/logout`, {
+        method: 'HEAD',
+        headers: { cookie },
+        redirect: 'manual',
+      });
+      expect({ status: head.status, revoked: await arena.refuses(leaving.token) }).toEqual({
+        status: 200,
+        revoked: false,
+      });
+    }
+    passed.add('regression head logout');
   });
 });
 
@@ -675,7 +718,7 @@ afterAll(() => {
     );
   }
   // Each property adds itself to `passed` at its very end: a failure anywhere means no figures.
-  const expected = arenas.length * Object.keys(families).length + 2 + 2 + 3 + 2;
+  const expected = arenas.length * Object.keys(families).length + 2 + 2 + 1 + 3 + 2;
   if (passed.size === expected) {
     recordFigures('Fuzzing', {
       'HTTP requests tried': sent.requests,

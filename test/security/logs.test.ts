@@ -6,6 +6,7 @@ import type { SkyRouterOptions } from '../../lib/http/router';
 import { createLogger } from '../../lib/log';
 import { FakeBitbucket } from '../../lib/testing';
 import { Browser, type Hop } from '../harness/browser';
+import { cliLoginParams } from '../harness/login';
 import { recordFigures } from '../harness/figures';
 import { startNode, type TestNode } from '../harness/node';
 
@@ -131,11 +132,14 @@ function collect(hop: Hop): void {
       secret('a session cookie signature', session[2]);
     }
   }
-  // The fly success page: the token and the refresh token it hands the CLI.
-  const token = /<textarea id="token"[^>]*>bearer ([^<]*)<\/textarea>/.exec(hop.body)?.[1];
-  if (token) jwt('the JWT of a fly login', token);
-  const refresh = /data-refresh-token="([^"]+)"/.exec(hop.body)?.[1];
-  if (refresh) skyRefreshToken('the refresh token of a fly login', refresh);
+  // The fly page after the click: the login code (sky CLI) or the token (fly) it hands the CLI.
+  const handover = /<textarea id="handover"[^>]* data-kind="(code|token)">([^<]*)<\/textarea>/.exec(hop.body);
+  if (handover?.[1] === 'code') secret('the login code of a CLI login', handover[2]);
+  if (handover?.[1] === 'token') jwt('the JWT of a fly login', (handover[2] ?? '').replace(/^bearer /, ''));
+  // The login state cookie's sealed content is a cookie value (above); the CSRF field of the forms:
+  for (const m of hop.body.matchAll(/name="(csrf_token|nonce|code_challenge)" value="([^"]+)"/g)) {
+    secret(`the ${m[1]} of a form`, m[2]);
+  }
 }
 
 /** The upstream tokens of every fixture user so far (rotated ones vanish from the fake, so: often). */
@@ -188,13 +192,42 @@ async function browserLogin(user: string): Promise<{ browser: Browser; csrf: str
   return { browser, csrf, token };
 }
 
+/** The sky CLI's login: the fly page, the click, the code redeemed with the verifier (all through send()). */
 async function flyLogin(user: string): Promise<{ token: string; refreshToken: string }> {
   fake.consentAs(user);
-  const hops = await walk(new Browser(), `fly login of ${user}`, `${node.url}/sky/login?fly_port=65000`);
+  const browser = new Browser();
+  const cli = cliLoginParams();
+  secret('a PKCE verifier of the CLI', cli.verifier);
+  secret('the nonce of the CLI', cli.nonce);
+  const hops = await walk(browser, `fly login of ${user}`, `${node.url}/sky/login?${cli.query}`);
   const page = hops.at(-1);
   expect(page?.status).toBe(200);
-  const token = /<textarea id="token"[^>]*>bearer ([^<]*)<\/textarea>/.exec(page?.body ?? '')?.[1] ?? '';
-  const refreshToken = /data-refresh-token="([^"]+)"/.exec(page?.body ?? '')?.[1] ?? '';
+  const fields = Object.fromEntries(
+    [...(page?.body ?? '').matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [
+      m[1] ?? '',
+      m[2] ?? '',
+    ]),
+  );
+  const clicked = await send(browser, `fly page clicked by ${user}`, `${node.url}/sky/fly`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields).toString(),
+  });
+  const code = /data-kind="code">([^<]*)</.exec(clicked.body)?.[1] ?? '';
+  const redeemed = await send(new Browser(), `CLI login code of ${user} redeemed`, `${node.url}/sky/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code',
+      code,
+      code_verifier: cli.verifier,
+    }).toString(),
+  });
+  const body = JSON.parse(redeemed.body) as Record<string, string>;
+  const token = body['access_token'] ?? '';
+  const refreshToken = body['refresh_token'] ?? '';
+  jwt('the JWT of a CLI login', token);
+  skyRefreshToken('the refresh token of a CLI login', refreshToken);
   return { token, refreshToken };
 }
 

@@ -142,13 +142,10 @@ test('Redis shut down for a while under load, then back with its data', async ()
   expect(inGrace.every((s) => s.status === 200)).toBe(true);
   expect(pastGrace.length).toBeGreaterThan(0);
   expect(pastGrace.every((s) => s.status === 503)).toBe(true);
-  // Logins say clearly that the database is unreachable.
-  const logins = during.filter((s) => s.kind === 'login' && s.status !== 302);
+  // A login starts without Redis: nothing is stored before authentication (SPEC §4.1).
+  const logins = during.filter((s) => s.kind === 'login');
   expect(logins.length).toBeGreaterThan(0);
-  for (const s of logins) {
-    expect(s.status).toBe(503);
-    expect(s.body).toContain('cannot reach its database');
-  }
+  expect(logins.filter((s) => s.status !== 302)).toEqual([]);
   // Every answer came in bounded time, none hung.
   const slowest = Math.max(...samples.map((s) => s.ms));
   expect(slowest).toBeLessThan(6_000);

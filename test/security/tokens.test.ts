@@ -16,7 +16,7 @@ import { startWebNode, type WebNode } from '../../lib/server';
 import { FakeBitbucket } from '../../lib/testing';
 import { recordFigures } from '../harness/figures';
 import { freePort } from '../harness/global-setup';
-import { loginAs, type LoggedIn } from '../harness/login';
+import { cliLoginAs, loginAs, tokenRequest, type LoggedIn } from '../harness/login';
 import { startNode, type TestNode } from '../harness/node';
 
 /**
@@ -44,7 +44,7 @@ let jwk: JsonWebKey;
 let requests = 0;
 /** Inputs tried, and the tests that finished: figures are recorded only when all of them passed. */
 const battery = { tokens: 0, passed: 0 };
-const TESTS = 4;
+const TESTS = 5;
 
 beforeAll(async () => {
   fake = await FakeBitbucket.start();
@@ -213,6 +213,8 @@ test('every forged or broken token is 401 not authorized, as a Bearer header and
   const otherJwk = createPublicKey(otherKey).export({ format: 'jwk' });
 
   // Controls: the real token and one signed here with the node's key pass, so a refusal below is the defect.
+  expect(typeof claims['sid']).toBe('string');
+  expect(claims['sid']).not.toBe('');
   const control = jws(header, fresh);
   for (const token of [good, control]) {
     expect(await accepted({ authorization: `Bearer ${token}` })).toEqual([200, 200]);
@@ -282,6 +284,16 @@ test('every forged or broken token is 401 not authorized, as a Bearer header and
     ['is_admin a string', jws(header, { ...fresh, is_admin: 'true' })],
     ['teams a list', jws(header, { ...fresh, teams: [['main', 'owner']] })],
     ['sub empty', jws(header, { ...fresh, sub: '' })],
+    // the login family (sid): required, a non-empty string
+    ['sid missing', jws(header, { ...fresh, sid: undefined })],
+    ['sid empty', jws(header, { ...fresh, sid: '' })],
+    ['sid a number', jws(header, { ...fresh, sid: 42 })],
+    ['sid zero', jws(header, { ...fresh, sid: 0 })],
+    ['sid null', jws(header, { ...fresh, sid: null })],
+    ['sid true', jws(header, { ...fresh, sid: true })],
+    ['sid a list', jws(header, { ...fresh, sid: [claims['sid']] })],
+    ['sid an object', jws(header, { ...fresh, sid: { id: claims['sid'] } })],
+    ['sid twice, the last one a number', jws(header, `${JSON.stringify(fresh).slice(0, -1)},"sid":7}`)],
     ['crit header', jws({ ...header, crit: ['exp'] }, fresh)],
     ['crit header, empty list', jws({ ...header, crit: [] }, fresh)],
     // structure
@@ -415,6 +427,114 @@ test('split cookies that do not join into the token are 401 and cleared', async 
   expect(problems).toEqual([]);
   battery.tokens += cookieCases.length;
   battery.passed++;
+});
+
+test('a logout ends its whole login family: every token of it is refused on a second node within 1 s', async () => {
+  // A second node of the same deployment (as behind a load balancer): the first one's public URL,
+  // signing key and Redis keys; the test reaches it on a port of its own.
+  const second = await startNode({
+    fake,
+    options: {
+      externalUrl: node.externalUrl,
+      signingKey: pem(nodeKey),
+      keyPrefix: node.prefix,
+      rateLimit: { perMinute: 0 },
+    },
+    routes: (app) => {
+      app.get('/host/teams/:team/pipelines', requiresTeamRole('viewer'), (_req: Request, res: Response) => {
+        res.json([]);
+      });
+    },
+  });
+  try {
+    // One sky CLI login of bob's: its first token, and a refreshed one of the same family.
+    const cli = await cliLoginAs(node.url, fake, 'bob');
+    const refreshed = await tokenRequest(node.url, {
+      grant_type: 'refresh_token',
+      refresh_token: cli.refreshToken,
+    });
+    expect(refreshed.status).toBe(200);
+    const sibling = String(refreshed.body['access_token']);
+    const rotated = String(refreshed.body['refresh_token']);
+    const sid = payloadOf(cli.token)['sid'];
+    expect(typeof sid).toBe('string');
+    expect(payloadOf(sibling)['sid']).toBe(sid);
+    // Another login of bob's (a family of its own), which the logout must leave alone.
+    const other = await loginAs(node.url, fake, 'bob');
+    expect(payloadOf(other.token)['sid']).not.toBe(sid);
+    const now = Math.floor(Date.now() / 1000);
+    // Signed later with the node's key and the ended family's sid: refused too, whenever it was made.
+    const late = jws(
+      { alg: 'RS256', typ: 'JWT', kid },
+      {
+        ...payloadOf(sibling),
+        jti: `${String(payloadOf(sibling)['jti'])}-late`,
+        iat: now + 1,
+        exp: now + 3600,
+      },
+    );
+    const before: Record<string, number[]> = {};
+    for (const [label, token] of Object.entries({ first: cli.token, sibling, late, other: other.token })) {
+      before[label] = await accepted({ authorization: `Bearer ${token}` }, ROUTES, second.url);
+    }
+    expect(before).toEqual({ first: [200, 200], sibling: [200, 200], late: [200, 200], other: [200, 200] });
+
+    const logout = await fetch(`${node.url}/sky/logout`, { method: 'POST', headers: cli.bearer });
+    expect(logout.status).toBe(204);
+    const ended = Date.now();
+    const family: [string, string][] = [
+      ['the token that logged out', cli.token],
+      ['a refreshed token of its family', sibling],
+      ['a token of its family signed after the logout', late],
+    ];
+    // Polled on the second node: refused everywhere within a second of the logout's answer.
+    let waited = 0;
+    for (;;) {
+      const statuses = await Promise.all(
+        family.map(
+          async ([, token]) =>
+            (await call('/api/v1/user', { authorization: `Bearer ${token}` }, second.url)).status,
+        ),
+      );
+      waited = Date.now() - ended;
+      if (statuses.every((status) => status === 401) || waited > 1_000) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(waited).toBeLessThanOrEqual(1_000);
+    const problems: string[] = [];
+    for (const base of [second.url, node.url]) {
+      for (const [label, token] of family) {
+        problems.push(
+          ...(await refusedEverywhere(
+            `${label} (${base === node.url ? 'first' : 'second'} node)`,
+            { authorization: `Bearer ${token}` },
+            ROUTES,
+            base,
+          )),
+          ...(await refusedEverywhere(
+            `${label} (${base === node.url ? 'first' : 'second'} node)`,
+            { cookie: asCookie(token) },
+            ROUTES,
+            base,
+          )),
+        );
+      }
+    }
+    expect(problems).toEqual([]);
+    // Its refresh token is gone with it; bob's other login lives on, on both nodes.
+    const again = await tokenRequest(second.url, { grant_type: 'refresh_token', refresh_token: rotated });
+    expect({ status: again.status, error: again.body['error'] }).toEqual({
+      status: 400,
+      error: 'invalid_grant',
+    });
+    for (const base of [node.url, second.url]) {
+      expect(await accepted({ authorization: `Bearer ${other.token}` }, ROUTES, base)).toEqual([200, 200]);
+    }
+    battery.tokens += family.length;
+    battery.passed++;
+  } finally {
+    await second.close();
+  }
 });
 
 test('an oversized token (> 120 KB) is 401 on the web node (128 KiB headers) and 431 on a default node', async () => {

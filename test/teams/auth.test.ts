@@ -101,6 +101,11 @@ test('flags make owners', () => {
 test('principals: uuid, account_id and username, never anything else; groups', () => {
   expect(principalsOf(alice)).toEqual({
     users: ['bitbucket-cloud:{aaaa-1}', 'bitbucket-cloud:557058:alice', 'bitbucket-cloud:alice'],
+    typed: [
+      'uuid|bitbucket-cloud:{aaaa-1}',
+      'account id|bitbucket-cloud:557058:alice',
+      'username|bitbucket-cloud:alice',
+    ],
     groups: ['bitbucket-cloud:acme', 'bitbucket-cloud:acme/developers'],
   });
   const { userName: _none, ...noUsername } = alice;

@@ -93,6 +93,7 @@ describe('authCookies and tokenFromCookies', () => {
       identity,
       teams: { main: ['member'] },
       isAdmin: false,
+      familyId: 'family-1',
     });
     expect(token.length).toBeGreaterThan(20_000);
     const set = authCookies(token, claims.csrf, attrs);
@@ -256,6 +257,7 @@ describe('tokenFromAuthorization and tokenFromCookieHeader', () => {
     identity: { connector: 'bitbucket-cloud', userId: '{u}', accountId: 'a', name: 'N', groups: [] },
     teams: { main: ['member'] },
     isAdmin: false,
+    familyId: 'family-1',
   });
   const verifier = new TokenVerifier({ keys: [key], issuer, audience: 'sky' });
 

@@ -21,6 +21,7 @@ const base = {
   identity,
   teams: { main: ['owner'] },
   isAdmin: true,
+  familyId: 'family-1',
 };
 const b64 = (v: unknown): string =>
   Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
@@ -68,6 +69,7 @@ describe('issue → verify', () => {
       account_id: '557058:alice',
       user_name: 'alice',
       name: 'Alice Liddell',
+      sid: 'family-1',
       email: 'alice@example.com',
       connector: 'bitbucket-cloud',
       groups: ['acme', 'acme/devs', 'acme:owner'],

@@ -1,14 +1,19 @@
 import { spawn } from 'node:child_process';
+import { timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SkyError } from '../../errors';
 import { validateTeamName } from '../../teams/auth';
+import { challengeOf, confirmationCode, newNonce, newVerifier } from '../../tokens/pkce';
 import { expectJson, send } from '../client';
 import { booleanOption, print, stringOption, type CommandSpec, type Context, type Values } from '../command';
 import { loadTarget, updateTargets } from '../skyrc';
 
-/** What the browser (or the person at the keyboard) hands over. */
-interface Delivered {
+/** What the browser (or the person at the keyboard) hands over: a login code to redeem, or a bare token. */
+type Delivered = { code: string } | { token: string };
+
+/** The tokens a login ends with. */
+interface Tokens {
   token: string;
   refreshToken?: string;
 }
@@ -47,6 +52,8 @@ function parsePort(raw: string | undefined): number {
 }
 
 const TOKEN = /^[A-Za-z0-9._~+/=-]+$/;
+/** An authorization code of sky's CLI login: 32 random bytes, base64url. */
+const CODE = /^[A-Za-z0-9_-]{43}$/;
 
 /** "bearer <jwt>" (any case) or the bare token; null for anything else. */
 export function parseToken(raw: string): string | null {
@@ -62,11 +69,16 @@ interface Listener {
   close(): void;
 }
 
+const sameText = (a: string, b: string): boolean =>
+  a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+
 /**
- * The local end of the fly_port hand-off: 127.0.0.1 only, answers the success page's request (with
- * Access-Control-Allow-Origin, so a cors-mode fetch works too) and resolves with the first token.
+ * The local end of the fly_port hand-off (RFC 8252 §7.3): 127.0.0.1 only, answers the page's request
+ * (with Access-Control-Allow-Origin, so a cors-mode fetch works too) and resolves with the first login
+ * code that carries this login's nonce. Anything else (a bare token, another nonce) is refused: a local
+ * process cannot make this CLI save a login of its choosing.
  */
-async function listen(api: string, port: number): Promise<Listener> {
+async function listen(api: string, port: number, nonce: string): Promise<Listener> {
   const origin = new URL(api).origin;
   let deliver: (delivered: Delivered) => void = () => undefined;
   const received = new Promise<Delivered>((resolve) => (deliver = resolve));
@@ -82,14 +94,14 @@ async function listen(api: string, port: number): Promise<Listener> {
       return;
     }
     const query = new URL(req.url ?? '/', 'http://127.0.0.1').searchParams;
-    const token = parseToken(query.get('token') ?? '');
-    if (req.method !== 'GET' || !token) {
-      res.writeHead(400, headers).end('sky is waiting for ?token=bearer%20<token>\n');
+    const code = query.get('code') ?? '';
+    const given = query.get('nonce') ?? '';
+    if (req.method !== 'GET' || !CODE.test(code) || !sameText(given, nonce)) {
+      res.writeHead(400, headers).end('refused: this sky login waits for its own login code and nonce\n');
       return;
     }
-    res.writeHead(200, headers).end('sky received your token: return to your terminal.\n');
-    const refreshToken = query.get('refresh_token');
-    deliver(refreshToken ? { token, refreshToken } : { token });
+    res.writeHead(200, headers).end('sky received your login: return to your terminal.\n');
+    deliver({ code });
   });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -115,16 +127,41 @@ async function listen(api: string, port: number): Promise<Listener> {
   };
 }
 
-/** Lines pasted at the prompt until one is a token; never settles once stdin has ended. */
+/** Lines pasted at the prompt until one is a login code or a token; never settles once stdin has ended. */
 async function pasted(ctx: Context): Promise<Delivered> {
   for (;;) {
+    // fly's prompt; the page's login code is what people paste here now, a token still works.
     const line = await ctx.prompter.ask('or enter token manually (input hidden): ', { hidden: true });
     if (line === null) return new Promise<never>(() => undefined);
+    if (CODE.test(line.trim())) return { code: line.trim() };
     const token = parseToken(line);
     if (token) return { token };
-    if (line.trim() !== '') print(ctx, "\ntoken must be of the format 'TYPE VALUE', e.g. 'Bearer ...'\n");
+    if (line.trim() !== '')
+      print(
+        ctx,
+        "\ntoken must be of the format 'TYPE VALUE', e.g. 'Bearer ...' (or the page's login code)\n",
+      );
     else print(ctx, '\n');
   }
+}
+
+/** Redeems the login code with this login's verifier (POST /sky/token, grant_type=authorization_code). */
+async function redeem(name: string, api: string, code: string, verifier: string): Promise<Tokens> {
+  const res = await send(name, `${api}/sky/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code, code_verifier: verifier }).toString(),
+  });
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  const access = body['access_token'];
+  if (!res.ok || typeof access !== 'string' || !access) {
+    const said = body['error_description'] ?? body['error'] ?? `${res.status} ${res.statusText}`;
+    throw new SkyError('not_authorized', `${api} did not accept the login code: ${String(said)}`);
+  }
+  const refreshToken = body['refresh_token'];
+  return typeof refreshToken === 'string' && refreshToken
+    ? { token: access, refreshToken }
+    : { token: access };
 }
 
 /** -b: $BROWSER when set, else the platform's opener; failures are ignored, the URL is printed anyway. */
@@ -159,11 +196,21 @@ async function login(ctx: Context, values: Values): Promise<void> {
   const port = parsePort(stringOption(values, 'port'));
 
   print(ctx, `logging in to team '${team}'\n\n`);
-  const listener = await listen(api, port);
+  const verifier = newVerifier();
+  const challenge = challengeOf(verifier);
+  const nonce = newNonce();
+  const listener = await listen(api, port, nonce);
   let delivered: Delivered;
   try {
-    const url = `${api}/login?fly_port=${listener.port}`;
+    const query = new URLSearchParams({
+      fly_port: String(listener.port),
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      nonce,
+    });
+    const url = `${api}/login?${query}`;
     print(ctx, `navigate to the following URL in your browser:\n\n  ${url}\n\n`);
+    print(ctx, `confirmation code: ${confirmationCode(challenge)} (the page must show the same)\n\n`);
     if (booleanOption(values, 'open-browser')) openBrowser(ctx.io.env, url);
     delivered = await Promise.race([listener.received, pasted(ctx)]);
   } finally {
@@ -171,9 +218,10 @@ async function login(ctx: Context, values: Values): Promise<void> {
     ctx.prompter.close();
   }
   print(ctx, '\n');
+  const tokens: Tokens = 'code' in delivered ? await redeem(name, api, delivered.code, verifier) : delivered;
 
   const res = await send(name, `${api}/api/v1/user`, {
-    headers: { authorization: `Bearer ${delivered.token}`, accept: 'application/json' },
+    headers: { authorization: `Bearer ${tokens.token}`, accept: 'application/json' },
   });
   if (res.status === 401) {
     await res.body?.cancel();
@@ -197,8 +245,8 @@ async function login(ctx: Context, values: Values): Promise<void> {
       ...kept,
       api,
       team,
-      token: { type: 'bearer', value: delivered.token },
-      ...(delivered.refreshToken ? { refresh_token: delivered.refreshToken } : {}),
+      token: { type: 'bearer', value: tokens.token },
+      ...(tokens.refreshToken ? { refresh_token: tokens.refreshToken } : {}),
     };
   });
   print(ctx, 'target saved\n');

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { SkyError } from '../../errors';
 import {
+  kindOfEntry,
   parseRolesYaml,
   ROLES,
   teamAuthFromFlags,
@@ -34,10 +35,16 @@ function json(ctx: Context, value: unknown): void {
   print(ctx, JSON.stringify(value, null, 2) + '\n');
 }
 
-/** fly's "name/role  users  groups" rows; "none" for an empty list, "all" when both are empty. */
-function roleRows(team: TeamView): string[][] {
+/** A user entry with its kind, as it matches (SPEC §5.2): `bitbucket-cloud:bob (username)`. */
+const withKind = (entry: string): string => `${entry} (${kindOfEntry(entry)})`;
+
+/**
+ * fly's "name/role  users  groups" rows; "none" for an empty list, "all" when both are empty. With
+ * `kinds`, each user entry says which kind of id it is.
+ */
+function roleRows(team: TeamView, kinds = false): string[][] {
   return Object.entries(team.auth).map(([role, members]: [string, RoleMembers | undefined]) => {
-    const users = members?.users ?? [];
+    const users = (members?.users ?? []).map((u) => (kinds ? withKind(u) : u));
     const groups = members?.groups ?? [];
     return [
       `${team.name}/${role}`,
@@ -126,7 +133,14 @@ async function listTeams(ctx: Context, values: Values): Promise<void> {
   const teams = await expectJson<TeamView[]>(await callApi(session, '/api/v1/teams'));
   if (booleanOption(values, 'json')) return json(ctx, teams);
   if (booleanOption(values, 'details')) {
-    print(ctx, renderTable(['name/role', 'users', 'groups'], teams.flatMap(roleRows), ctx.printHeaders));
+    print(
+      ctx,
+      renderTable(
+        ['name/role', 'users', 'groups'],
+        teams.flatMap((t) => roleRows(t)),
+        ctx.printHeaders,
+      ),
+    );
   } else {
     print(
       ctx,
@@ -145,7 +159,7 @@ async function getTeam(ctx: Context, values: Values): Promise<void> {
   const session = await openSession(ctx);
   const team = await expectJson<TeamView>(await callApi(session, teamPath(name)));
   if (booleanOption(values, 'json')) return json(ctx, team);
-  print(ctx, renderTable(['name/role', 'users', 'groups'], roleRows(team), ctx.printHeaders));
+  print(ctx, renderTable(['name/role', 'users', 'groups'], roleRows(team, true), ctx.printHeaders));
 }
 
 /** fly destroy-team -n: asks for the team name again unless --non-interactive. */
