@@ -111,11 +111,6 @@ class MemoryRevocationRecords implements RevocationRecords {
 
   constructor(private readonly emit: (event: StoreEvent) => void) {}
 
-  async revokeToken(jti: string, expMs: number): Promise<void> {
-    this.tokens.set(jti, expMs);
-    this.emit({ type: 'revoke-token', jti, exp: expMs });
-  }
-
   async revokeFamily(familyId: string, untilMs: number): Promise<void> {
     const until = Math.max(this.families.get(familyId) ?? 0, untilMs);
     this.families.set(familyId, until);

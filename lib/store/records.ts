@@ -36,9 +36,11 @@ export interface RevocationSnapshot {
   users: [string, number][];
 }
 
-/** Revoked token ids, ended families and per-user "not before" times, kept until the tokens they cover expire. */
+/**
+ * Ended families and per-user "not before" times, kept until the tokens they cover expire; and the
+ * revoked token ids that sky wrote before logins were families (still loaded and honoured).
+ */
 export interface RevocationRecords {
-  revokeToken(jti: string, expMs: number): Promise<void>;
   /** Every token of the family is refused until `untilMs`, past which none of them could verify. */
   revokeFamily(familyId: string, untilMs: number): Promise<void>;
   /** Tokens of `sub` issued before `notBefore` (epoch seconds) are refused. Keeps the later time. */

@@ -31,13 +31,6 @@ export class RedisRevocationRecords implements RevocationRecords {
     return this.client.publish(this.keys.events, JSON.stringify(event));
   }
 
-  revokeToken(jti: string, expMs: number): Promise<void> {
-    return guarded('revoke token', async () => {
-      await this.client.zadd(this.keys.revokedTokens, expMs, jti);
-      await this.publish({ type: 'revoke-token', jti, exp: expMs });
-    });
-  }
-
   revokeFamily(familyId: string, untilMs: number): Promise<void> {
     return guarded('end a login family', async () => {
       // GT: a later end never gets shortened by an earlier one arriving late.

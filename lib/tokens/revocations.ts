@@ -106,12 +106,6 @@ export class Revocations {
     return this.families.has(familyId);
   }
 
-  /** Revokes one token on every node. Applied locally at once, not only when the event returns. */
-  async revokeToken(claims: Pick<SkyClaims, 'jti' | 'exp'>): Promise<void> {
-    this.tokens.note(claims.jti, claims.exp * 1000 + LEEWAY_MS);
-    await this.records.revokeToken(claims.jti, claims.exp * 1000 + LEEWAY_MS);
-  }
-
   /**
    * Ends a login family on every node (logout, refresh-token reuse): every access token carrying its
    * `sid`, issued before or racing this call, is refused until none of them could verify any more.
