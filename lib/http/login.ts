@@ -111,6 +111,12 @@ export function login(passport: Authenticator) {
       throw new SkyError('invalid_request', `redirect_uri is longer than ${MAX_REDIRECT_LENGTH} characters`);
     }
     const state = loginStateOf(req, redirect);
+    // passport-oauth2 would take a request with these for its callback leg, and answer on its own.
+    for (const name of ['code', 'error']) {
+      if (Object.hasOwn(req.query, name)) {
+        throw new SkyError('invalid_request', `${name} belongs to the login callback, not to /sky/login`);
+      }
+    }
     // As Concourse: a browser that already holds a good token is not sent to Bitbucket again.
     const existing = validCookieToken(req) ?? (await renewFromSession(req));
     if (existing) return land(req, res, state, existing);

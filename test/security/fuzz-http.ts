@@ -2131,7 +2131,9 @@ function problemsOf(arena: Arena, s: Sent, a: Answer): string[] {
     }
     case 'login': {
       const renewed = s.placed.some((p) => p.via === 'cookie') || s.sessions.length > 0;
-      const verdict = cliVerdict(s.query, false);
+      // `code` or `error` in the query belongs to the callback: refused, never taken for one.
+      const callbackParams = Object.hasOwn(s.query, 'code') || Object.hasOwn(s.query, 'error');
+      const verdict = callbackParams ? { valid: false } : cliVerdict(s.query, false);
       if (method === 'GET' || method === 'HEAD') {
         // Every parameter is judged before anything else happens (issue #13).
         if (!verdict.valid && status !== 400)
@@ -2144,7 +2146,7 @@ function problemsOf(arena: Arena, s: Sent, a: Answer): string[] {
         if (status === 400 && method === 'GET') {
           const names = verdict.valid
             ? /redirect_uri is longer than 2048/
-            : /fly_port|code_challenge|nonce|redirect_uri/;
+            : /fly_port|code_challenge|nonce|redirect_uri|code belongs|error belongs/;
           if (!names.test(body))
             problems.push(`a 400 of /sky/login that names no parameter: ${body.slice(0, 200)}`);
         }
