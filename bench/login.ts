@@ -101,7 +101,7 @@ export async function dexSequential(
     for (const { workspace } of workspaces) {
       if (switches.includeTeamGroups) {
         await client.groups(tokens.accessToken, workspace.slug).catch((err: unknown) => {
-          if (!(err instanceof SkyError && err.code === 'forbidden')) throw err;
+          if (!(err instanceof SkyError && err.code === 'upstream_forbidden')) throw err;
         });
       }
       if (switches.getWorkspacePermissions) await client.permission(tokens.accessToken, workspace.slug);
