@@ -161,7 +161,9 @@ test('Redis shut down for a while under load, then back with its data', async ()
   expect(recovery).toBeLessThanOrEqual(2_000);
 
   // No session written before the fault is lost: the records are back, and one renews its browser.
-  expect(await sessionKeys()).toEqual(expect.arrayContaining(sessionsBefore));
+  const kept = (await sessionKeys()).filter((k) => sessionsBefore.includes(k)).length;
+  expect(kept).toBe(sessionsBefore.length);
+  // The renewal gives its session a new id (issue #13): counted above, before it.
   const renewing = browsers[1] as LoggedIn;
   renewing.browser.jar.delete('skymarshal_auth');
   fake.resetRequests();
@@ -177,7 +179,7 @@ test('Redis shut down for a while under load, then back with its data', async ()
     'answers during the outage: 503 / other': `${count((s) => s.at >= downAt && s.at < upAt && s.status === 503)} / ${during.length - count((s) => s.at >= downAt && s.at < upAt && s.status === 503)}`,
     'slowest answer (ms)': slowest,
     'back to normal after Redis returned (ms)': recovery,
-    'sessions written before the fault / kept': `${sessionsBefore.length} / ${(await sessionKeys()).filter((k) => sessionsBefore.includes(k)).length}`,
+    'sessions written before the fault / kept': `${sessionsBefore.length} / ${kept}`,
     crashes: 0,
     '500 answers': 0,
     'wrong grants': 0,
