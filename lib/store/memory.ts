@@ -105,7 +105,6 @@ function indexKeys({ users, groups }: Principals): string[] {
 }
 
 class MemoryRevocationRecords implements RevocationRecords {
-  private readonly tokens = new Map<string, number>();
   private readonly families = new Map<string, number>();
   private readonly users = new Map<string, number>();
 
@@ -124,10 +123,9 @@ class MemoryRevocationRecords implements RevocationRecords {
   }
 
   async load(nowMs: number): Promise<RevocationSnapshot> {
-    for (const map of [this.tokens, this.families]) {
-      for (const [id, until] of map) if (until <= nowMs) map.delete(id);
-    }
-    return { tokens: [...this.tokens], families: [...this.families], users: [...this.users] };
+    for (const [id, until] of this.families) if (until <= nowMs) this.families.delete(id);
+    // Revoked token ids are what Redis may still hold from before families; memory starts empty.
+    return { tokens: [], families: [...this.families], users: [...this.users] };
   }
 }
 
