@@ -1,15 +1,19 @@
 /**
- * The narrow interface between sky and an identity provider. Everything Bitbucket-specific lives in
- * lib/bitbucket behind it; a second provider would be a sibling folder implementing the same shape.
+ * The interface between sky and an identity provider (a connector, as dex and Concourse call it). Each
+ * connector is a folder of its own (lib/bitbucket, lib/local) implementing `ConnectorModule`, listed once
+ * in lib/connectors.ts; http/, teams/, tokens/, config/ and cli/ iterate that list and name no connector.
  */
+import type { Strategy } from 'passport';
+import type { Config } from './config/types';
+import type { Logger } from './log';
 
 /** Who a person is, as the connector established it at login or refresh (SPEC §5.2). */
 export interface Identity {
   /** Connector id, e.g. "bitbucket-cloud". */
   connector: string;
-  /** Stable upstream id (Bitbucket: the braced uuid, lower-cased). */
+  /** Stable upstream id (Bitbucket: the braced uuid, lower-cased; local users: the name). */
   userId: string;
-  /** Bitbucket account_id. */
+  /** Bitbucket account_id (local users: the name). */
   accountId: string;
   /** Login name when the provider gives one (Bitbucket `username`, deprecated, may be absent). */
   userName?: string;
@@ -30,21 +34,98 @@ export interface UpstreamTokens {
   scopes: string[];
 }
 
-export interface AuthorizeParams {
-  state: string;
-  codeChallenge: string;
-  redirectUri: string;
+/** What a login strategy hands sky: the person, and the upstream tokens when the provider has any. */
+export interface LoggedIn {
+  identity: Identity;
+  upstream?: UpstreamTokens;
+}
+
+/** The PKCE form of passport-oauth2's state store: where `state` and the verifier wait between the two legs. */
+export interface PkceStateStore {
+  store(
+    req: import('express').Request,
+    verifier: string,
+    state: unknown,
+    meta: unknown,
+    callback: (err: Error | null, handle?: string) => void,
+  ): void;
+  verify(
+    req: import('express').Request,
+    handle: string,
+    callback: (err: Error | null, verifier: string | false, state?: unknown) => void,
+  ): void;
+}
+
+/** What sky gives a connector to build its runtime part from. */
+export interface ConnectorDeps {
+  config: Config;
+  log: Logger;
+  /** The login callback's absolute URL (redirecting connectors). */
+  callbackURL: string;
+  loginStates: PkceStateStore;
+}
+
+/** A repeatable set-team flag: `--<name> <VALUE>`. */
+export interface CliFlag {
+  name: string;
+  value: string;
+  description: string;
 }
 
 /**
- * What sky needs of a provider after login, to refresh (SPEC §8). A refresh whose grant the provider
- * revoked rejects with SkyError code `upstream_revoked`.
+ * How a connector's entries appear in team configs (SPEC §6): the API's `users`/`groups` under its
+ * prefix (`<id>:<entry>`), the CLI's set-team flags, and the roles YAML key with its users/groups keys.
  */
-export interface Connector {
-  /** Connector id, the prefix of team config entries ("bitbucket-cloud"). */
-  readonly id: string;
-  /** Redeems the upstream refresh token; providers that rotate return the new one. */
-  refresh(refreshToken: string): Promise<UpstreamTokens>;
-  /** Who the access token's owner is now, with their current groups. */
-  identity(accessToken: string): Promise<Identity>;
+export interface ConnectorEntries {
+  /** The roles YAML key under a role (`bitbucket-cloud`, `local`). */
+  yamlKey: string;
+  /** That mapping's key for groups (Concourse's `teams`); absent: the connector has no groups. */
+  yamlGroups?: string;
+  /** set-team's flag for a user (`bitbucket-cloud-user`), and for a group when it has groups. */
+  userFlag: CliFlag;
+  groupFlag?: CliFlag;
+  /** The kind of a user entry (without the prefix), decided by its form; an identity matches by kind. */
+  userKind: (bare: string) => string;
+  /** Why an entry written through the API or CLI is not valid for this connector (null: it is). */
+  check: (bare: string, where: string) => string | null;
+  /** The ids a person is matched by, each with its kind (never a name anyone can choose). */
+  userIds: (identity: Identity) => [kind: string, id: string][];
 }
+
+/** The connector's working part, built from sky's config (null from `create`: not configured). */
+export interface ConnectorRuntime {
+  /**
+   * The Passport strategy that logs a person in (its name is the connector id): the one seam of the
+   * login flow. Its verify callback ends with `done(null, LoggedIn)`.
+   */
+  strategy: Strategy;
+  /** What the login page calls it, when the config names it (dex's `name`). */
+  displayName?: string;
+  /** 'redirect': a button that sends the browser to the provider; 'password': a form posted to sky. */
+  login: 'redirect' | 'password';
+  /** Checks a username and password (the token endpoint's `grant_type=password`); password connectors only. */
+  password?: (username: string, password: string, client: string) => Promise<Identity>;
+  /** Redeems the upstream refresh token; providers that rotate return the new one. */
+  refresh?: (refreshToken: string) => Promise<UpstreamTokens>;
+  /** Who the access token's owner is now, with their current groups. */
+  identity?: (accessToken: string) => Promise<Identity>;
+  /** Who the person is now, for a connector without upstream tokens (a local user still configured). */
+  revalidate?: (userId: string) => Promise<Identity>;
+  /** One upstream call's timeout and retries (bounds how long a refresh may wait on another node). */
+  upstream?: { timeoutMs: number; retries: number };
+  /** Start-up warnings (plain-text passwords, say), logged once. */
+  warnings?: string[];
+}
+
+export interface ConnectorModule {
+  /** Connector id: the prefix of its team config entries and of its subjects ("bitbucket-cloud"). */
+  readonly id: string;
+  /** What the login page calls it ("Bitbucket Cloud"). */
+  readonly displayName: string;
+  readonly entries: ConnectorEntries;
+  /** The runtime part, or null when sky's config does not enable this connector. */
+  create: (deps: ConnectorDeps) => ConnectorRuntime | null;
+}
+
+/** A connector of a running sky: its module and its runtime part. */
+export type Connector = ConnectorModule & ConnectorRuntime;

@@ -20,6 +20,8 @@ export type SkyErrorCode =
   | 'upstream_forbidden'
   | 'upstream_gone'
   | 'store_unavailable'
+  | 'store_full'
+  | 'clock_skew'
   | 'payload_too_large'
   | 'rate_limited'
   | 'not_found'
@@ -47,6 +49,8 @@ const DEFAULT_STATUS: Record<SkyErrorCode, number> = {
   upstream_forbidden: 502,
   upstream_gone: 502,
   store_unavailable: 503,
+  store_full: 503,
+  clock_skew: 503,
   payload_too_large: 413,
   rate_limited: 429,
   not_found: 404,

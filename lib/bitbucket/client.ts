@@ -1,6 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BitbucketCloudConfig } from '../config/types';
-import type { AuthorizeParams, UpstreamTokens } from '../connector';
+import type { UpstreamTokens } from '../connector';
+
+export interface AuthorizeParams {
+  state: string;
+  codeChallenge: string;
+  redirectUri: string;
+}
 import { OptionalCalls } from './optional';
 import { SkyError } from '../errors';
 import type { Logger } from '../log';
@@ -207,7 +213,7 @@ export class BitbucketClient {
         throw new SkyError('upstream_error', `Bitbucket Cloud sent a next page of ${what} on another host`);
       const body = await this.get(url.href, accessToken, what);
       if (!isObject(body) || !Array.isArray(body['values'])) throw garbage(what);
-      values.push(...body['values']);
+      values.push(...(body['values'] as unknown[]));
       next = str(body['next']) && body['next'] !== '' ? body['next'] : undefined;
     }
     return values;

@@ -1,13 +1,68 @@
-import type { BitbucketCloudConfig } from '../config/types';
-import type { Connector } from '../connector';
-import type { BitbucketClient } from './client';
+import type { ConnectorModule, Identity } from '../connector';
+import { BitbucketClient } from './client';
 import { BITBUCKET_CLOUD, fetchIdentity } from './identity';
+import { BitbucketStrategy } from './strategy';
 
-/** Bitbucket Cloud behind sky's Connector interface: rotating refresh, identity with groups. */
-export function bitbucketConnector(config: BitbucketCloudConfig, client: BitbucketClient): Connector {
-  return {
-    id: BITBUCKET_CLOUD,
-    refresh: (refreshToken) => client.refresh(refreshToken),
-    identity: (accessToken) => fetchIdentity(client, config, accessToken),
-  };
+/** Printable ASCII: what Bitbucket usernames, account ids, uuids and workspace slugs are made of. */
+const ASCII_ENTRY = /^[\x21-\x7e]*$/;
+
+/**
+ * The kind of a user entry, decided by its form (the same rule for configs saved before kinds
+ * existed): `{…}` is a uuid, an Atlassian account id (24 hex digits, or `<digits>:<id>`) is an account
+ * id, anything else a username. An identity matches an entry only by the same kind, so a username that
+ * looks like someone's account id or uuid grants nothing.
+ */
+export function bitbucketUserKind(bare: string): 'uuid' | 'account id' | 'username' {
+  if (/^\{[^{}]+\}$/.test(bare)) return 'uuid';
+  if (/^[0-9a-f]{24}$/.test(bare) || /^\d+:[0-9a-f-]+$/.test(bare)) return 'account id';
+  return 'username';
 }
+
+/**
+ * Bitbucket Cloud (SPEC §5): OAuth 2.0 through passport-oauth2, identity by uuid, account id and
+ * username, groups from workspaces, rotating upstream refresh.
+ */
+export const bitbucketCloud: ConnectorModule = {
+  id: BITBUCKET_CLOUD,
+  displayName: 'Bitbucket Cloud',
+  entries: {
+    yamlKey: BITBUCKET_CLOUD,
+    yamlGroups: 'teams',
+    userFlag: {
+      name: 'bitbucket-cloud-user',
+      value: 'USERNAME',
+      description: 'A Bitbucket Cloud user (username, account id or {uuid}) to make an owner; repeatable',
+    },
+    groupFlag: {
+      name: 'bitbucket-cloud-team',
+      value: 'WORKSPACE',
+      description: 'A Bitbucket Cloud workspace (or workspace/group) to make an owner; repeatable',
+    },
+    userKind: bitbucketUserKind,
+    check: (bare, where) =>
+      ASCII_ENTRY.test(bare)
+        ? null
+        : `${where} entry '${bare.slice(0, 80)}' has non-ASCII characters or spaces: Bitbucket usernames, ids and workspaces are ASCII`,
+    userIds: (identity: Identity) => [
+      ['uuid', identity.userId],
+      ['account id', identity.accountId],
+      ...(identity.userName ? [['username', identity.userName] as [string, string]] : []),
+    ],
+  },
+  create({ config, log, callbackURL, loginStates }) {
+    const bitbucket = config.bitbucketCloud;
+    if (!bitbucket) return null;
+    const client = new BitbucketClient(bitbucket, { log });
+    return {
+      displayName: bitbucket.name,
+      login: 'redirect',
+      strategy: new BitbucketStrategy(
+        { config: bitbucket, callbackURL, store: loginStates, client },
+        (_req, upstream, identity, done) => done(null, { identity, upstream }),
+      ),
+      upstream: { timeoutMs: bitbucket.timeoutMs, retries: bitbucket.retries },
+      refresh: (refreshToken) => client.refresh(refreshToken),
+      identity: (accessToken) => fetchIdentity(client, bitbucket, accessToken),
+    };
+  },
+};

@@ -8,4 +8,4 @@ export {
 } from './client';
 export { BITBUCKET_CLOUD, confirmedEmail, fetchIdentity } from './identity';
 export { BitbucketStrategy, type BitbucketStrategyOptions, type VerifyIdentity } from './strategy';
-export { bitbucketConnector } from './connector';
+export { bitbucketCloud, bitbucketUserKind } from './connector';

@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import { Strategy as OAuth2Strategy, type StateStore, type VerifyFunctionWithRequest } from 'passport-oauth2';
 import type { BitbucketCloudConfig } from '../config/types';
-import type { Identity, UpstreamTokens } from '../connector';
+import type { Identity, PkceStateStore, UpstreamTokens } from '../connector';
 import { isSkyError } from '../errors';
 import { BitbucketClient } from './client';
 import { BITBUCKET_CLOUD, fetchIdentity } from './identity';
@@ -23,21 +23,7 @@ export interface BitbucketStrategyOptions {
   client?: BitbucketClient;
 }
 
-/** The PKCE form of passport-oauth2's state store (its typings only know the older forms). */
-export interface PkceStateStore {
-  store(
-    req: Request,
-    verifier: string,
-    state: never,
-    meta: unknown,
-    callback: (err: Error | null, handle?: string) => void,
-  ): void;
-  verify(
-    req: Request,
-    handle: string,
-    callback: (err: Error | null, verifier: string | false, state?: never) => void,
-  ): void;
-}
+export type { PkceStateStore };
 
 type TokenCallback = (err: unknown, accessToken?: string, refreshToken?: string, params?: unknown) => void;
 

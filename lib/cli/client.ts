@@ -133,9 +133,13 @@ async function refresh(session: Session): Promise<string> {
   }
   if (res.status >= 500) {
     const said = body['error_description'] ?? body['message'] ?? `${res.status} ${res.statusText}`;
-    throw new SkyError('upstream_error', `could not refresh the token: ${String(said)}`, {
-      status: res.status,
-    });
+    throw new SkyError(
+      'upstream_error',
+      `could not refresh the token: ${typeof said === 'string' ? said : JSON.stringify(said)}`,
+      {
+        status: res.status,
+      },
+    );
   }
   // A dead refresh token would fail the same way next time: forget it.
   if (body['error'] === 'invalid_grant') await saveTokens(session, session.target.token?.value, undefined);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SkyError } from '../errors';
-import type { CommandSpec, Context, OptionSpec, Values } from './command';
+import type { CommandSpec, Context, OptionSpec } from './command';
 import { loginCommand } from './commands/login';
 import { logoutCommand, targetsCommand, userinfoCommand } from './commands/session';
 import { destroyTeamCommand, getTeamCommand, setTeamCommand, teamsCommand } from './commands/teams';
@@ -129,7 +129,7 @@ async function dispatch(argv: string[], io: CliIO, prompter: Prompter): Promise<
   }
   const rest = index === -1 ? argv : [...argv.slice(0, index), ...argv.slice(index + 1)];
   const parsed = parse(rest, { ...GLOBAL_OPTIONS, ...(command?.options ?? {}) }, command?.name ?? '');
-  const values = parsed.values as Values;
+  const values = parsed.values;
   if (values['version'] === true) {
     io.stdout.write(version() + '\n');
     return;

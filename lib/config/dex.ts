@@ -9,8 +9,33 @@ const fail = (message: string): never => {
 };
 
 /**
- * SPEC §3 source 3: a dex-style YAML file. The `connectors:` list works as written in dex's docs; other
- * dex keys are ignored; a value `$NAME` is read from the environment.
+ * dex's `expiry:` block, as dex reads it with Go's durations: `idTokens` is the token lifetime (Concourse
+ * sets dex's IDTokensValidFor from CONCOURSE_AUTH_DURATION), `refreshTokens.absoluteLifetime` the refresh
+ * lifetime; dex's other expiry keys have no counterpart in sky and are ignored like other dex keys.
+ */
+function applyExpiry(layered: Layered, expiry: unknown, file: string): void {
+  if (expiry === undefined || expiry === null) return;
+  const mapping = (value: unknown, at: string): Record<string, unknown> =>
+    typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : fail(`${file}: ${at} must be a mapping`);
+  const text = (value: unknown, at: string): string | undefined => {
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'string') return fail(`${file}: ${at} must be a duration string such as 24h`);
+    return value;
+  };
+  const e = mapping(expiry, 'expiry');
+  const idTokens = text(e['idTokens'], 'expiry.idTokens');
+  if (idTokens !== undefined) layered.authDuration = { value: idTokens, source: `${file}: expiry.idTokens` };
+  if (e['refreshTokens'] === undefined || e['refreshTokens'] === null) return;
+  const at = 'expiry.refreshTokens.absoluteLifetime';
+  const lifetime = text(mapping(e['refreshTokens'], 'expiry.refreshTokens')['absoluteLifetime'], at);
+  if (lifetime !== undefined) layered.refreshDuration = { value: lifetime, source: `${file}: ${at}` };
+}
+
+/**
+ * SPEC §3 source 3: a dex-style YAML file. The `connectors:` list works as written in dex's docs, and
+ * `expiry:` as above; other dex keys are ignored; a connector value `$NAME` is read from the environment.
  */
 export function applyDexYaml(layered: Layered, file: string, env: Record<string, string | undefined>): void {
   let text: string;
@@ -27,6 +52,7 @@ export function applyDexYaml(layered: Layered, file: string, env: Record<string,
   }
   const connectors = (doc as { connectors?: unknown } | null)?.connectors;
   if (!Array.isArray(connectors)) return fail(`SKY_CONFIG: '${file}' has no connectors: list`);
+  applyExpiry(layered, (doc as { expiry?: unknown }).expiry, file);
   const bitbucket = connectors.filter((c: unknown) => {
     const type = (c as { type?: unknown } | null)?.type;
     if (type !== 'bitbucket-cloud')

@@ -1,5 +1,5 @@
 import { SkyError } from '../errors';
-import type { Layered } from './options';
+import type { Layered, Sourced } from './options';
 
 const list = (value: string): string[] =>
   value
@@ -54,12 +54,15 @@ export function applyEnv(layered: Layered, env: Record<string, string | undefine
   str('CONCOURSE_BITBUCKET_CLOUD_API_URL', (v) => (bb.apiUrl = v));
   const users = get('CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER');
   const groups = get('CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_TEAM');
-  if (users !== undefined || groups !== undefined) {
+  const localUsers = get('CONCOURSE_MAIN_TEAM_LOCAL_USER');
+  if (users !== undefined || groups !== undefined || localUsers !== undefined) {
     layered.mainTeam = {
-      value: { users: list(users ?? ''), groups: list(groups ?? '') },
-      source: 'CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER/_TEAM',
+      value: { users: list(users ?? ''), groups: list(groups ?? ''), localUsers: list(localUsers ?? '') },
+      source: 'CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER/_TEAM/CONCOURSE_MAIN_TEAM_LOCAL_USER',
     };
   }
+  // Concourse's form: name:password or name:bcrypt-hash, comma-separated (the value is never logged).
+  str('CONCOURSE_ADD_LOCAL_USER', (v) => (layered.localUsers = { value: list(v.value), source: v.source }));
   str('CONCOURSE_MAIN_TEAM_CONFIG', (v) => {
     layered.mainTeamConfigFile = v;
     delete layered.mainTeamConfig;
@@ -83,6 +86,34 @@ export function applyEnv(layered: Layered, env: Record<string, string | undefine
   str('SKY_REDIS_CLUSTER', (v) => {
     layered.redis = { value: { cluster: list(v.value).map((n) => hostPort(n, v.source)) }, source: v.source };
   });
+  const sentinels = get('SKY_REDIS_SENTINELS');
+  const sentinelName = get('SKY_REDIS_SENTINEL_NAME');
+  if (sentinels !== undefined || sentinelName !== undefined) {
+    if (sentinels === undefined || sentinelName === undefined) {
+      throw new SkyError(
+        'invalid_config',
+        `invalid sky configuration: ${sentinels === undefined ? 'SKY_REDIS_SENTINELS' : 'SKY_REDIS_SENTINEL_NAME'} is missing while ${sentinels === undefined ? 'SKY_REDIS_SENTINEL_NAME' : 'SKY_REDIS_SENTINELS'} is set (Sentinel needs both)`,
+      );
+    }
+    const sentinelPassword = get('SKY_REDIS_SENTINEL_PASSWORD');
+    layered.redis = {
+      value: {
+        sentinel: {
+          sentinels: list(sentinels).map((n) => hostPort(n, 'SKY_REDIS_SENTINELS')),
+          name: sentinelName.trim(),
+          ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
+        },
+      },
+      source: 'SKY_REDIS_SENTINELS',
+    };
+  }
+  const password = get('SKY_REDIS_PASSWORD');
+  if (password !== undefined && layered.redis) {
+    layered.redis = { ...layered.redis, value: { ...layered.redis.value, password } };
+  }
+  str('SKY_REDIS_REPLICA_WAIT', (v) => (layered.replicaWait = v));
+  str('SKY_REDIS_CHECKS', (v) => (layered.redisChecks = v as Sourced<'strict' | 'warn'>));
+  str('SKY_SHUTDOWN_GRACE', (v) => (layered.shutdownGrace = v));
   str('SKY_KEY_PREFIX', (v) => (layered.keyPrefix = v));
   str('LOG_LEVEL', (v) => (layered.logLevel = v));
   str('SKY_CONFIG', (v) => (layered.configFile = v));

@@ -2,8 +2,12 @@ import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { SkyError } from '../errors';
+import { DEFAULT_CONNECTOR } from '../connectors';
+import { LOCAL } from '../local/connector';
+import { parseLocalUsers, type LocalUser } from '../local/users';
 import { parseRolesYaml, teamAuthFromFlags, type TeamAuth } from '../teams/auth';
 import { applyDexYaml } from './dex';
+import { durationMs, type DurationRule } from './duration';
 import { applyEnv } from './env';
 import type { Layered, SkyOptions, Sourced } from './options';
 import type { BitbucketCloudConfig, Config } from './types';
@@ -12,8 +16,17 @@ export type { SkyOptions } from './options';
 export type { BitbucketCloudConfig, Config, RedisConfig } from './types';
 
 const HOUR_MS = 3600_000;
-const MAX_AUTH_DURATION_MS = 720 * HOUR_MS;
-const MAX_REFRESH_DURATION_MS = 2160 * HOUR_MS;
+
+/** Every duration setting: its default and what it accepts (README, Configuration → Durations). */
+const DURATIONS = {
+  authDuration: { defaultMs: 24 * HOUR_MS, maxMs: 720 * HOUR_MS },
+  refreshDuration: { defaultMs: 720 * HOUR_MS, maxMs: 2160 * HOUR_MS },
+  // A Sentinel failover takes its down-after-milliseconds (30 s by default) and a few seconds more.
+  outageGrace: { defaultMs: 60_000, maxMs: 10 * 60_000 },
+  replicaWait: { defaultMs: 2_000, maxMs: 60_000, off: true },
+  shutdownGrace: { defaultMs: 10_000, maxMs: 10 * 60_000 },
+  groupsMaxAge: { defaultMs: 15 * 60_000, minMs: 1_000, maxMs: 24 * HOUR_MS },
+} satisfies Record<string, DurationRule & { defaultMs: number }>;
 
 /** The shape of programmatic options; values are checked further, with the same rules for every source. */
 const optionsSchema = z
@@ -34,7 +47,14 @@ const optionsSchema = z
       retries: z.number().int().min(0).max(5).optional(),
       concurrency: z.number().int().min(1).max(32).optional(),
     }),
-    mainTeam: z.object({ users: z.array(z.string()).optional(), groups: z.array(z.string()).optional() }),
+    mainTeam: z
+      .object({
+        users: z.array(z.string()).optional(),
+        groups: z.array(z.string()).optional(),
+        localUsers: z.array(z.string()).optional(),
+      })
+      .strict(),
+    localUsers: z.array(z.string()),
     mainTeamConfig: z.string(),
     signingKey: z.string(),
     signingKeyFile: z.string(),
@@ -42,6 +62,9 @@ const optionsSchema = z
     refreshDuration: z.union([z.string(), z.number()]),
     cookieSecure: z.boolean(),
     outageGrace: z.union([z.string(), z.number()]),
+    replicaWait: z.union([z.string(), z.number()]),
+    redisChecks: z.enum(['strict', 'warn']),
+    shutdownGrace: z.union([z.string(), z.number()]),
     groupsMaxAge: z.union([z.string(), z.number()]),
     rateLimit: z.object({ perMinute: z.number().optional() }).strict(),
     redis: z
@@ -49,7 +72,17 @@ const optionsSchema = z
         url: z.string().optional(),
         options: z.record(z.string(), z.unknown()).optional(),
         cluster: z.array(z.object({ host: z.string(), port: z.number().int() })).optional(),
+        sentinel: z
+          .object({
+            sentinels: z.array(z.object({ host: z.string(), port: z.number().int() })).min(1),
+            name: z.string().min(1),
+            sentinelPassword: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+        password: z.string().optional(),
       })
+      .strict()
       .nullable(),
     keyPrefix: z.string(),
     audience: z.string(),
@@ -86,25 +119,28 @@ function fromOptions(options: SkyOptions): Layered {
   return layered;
 }
 
-/** Go-style durations (24h, 90m, 1h30m, 45s), as CONCOURSE_AUTH_DURATION takes them; numbers are ms. */
-export function parseDuration(value: string | number, source: string, maxMs = MAX_AUTH_DURATION_MS): number {
-  let ms: number;
-  if (typeof value === 'number') ms = value;
-  else {
-    const match = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(value.trim());
-    ms =
-      match && value.trim() !== ''
-        ? ((Number(match[1] ?? 0) * 60 + Number(match[2] ?? 0)) * 60 + Number(match[3] ?? 0)) * 1000
-        : NaN;
-    if (Number.isNaN(ms))
-      throw invalid([`${source}: invalid duration '${value.slice(0, 40)}' (use e.g. 24h, 90m)`]);
+/**
+ * Code beats the environment (express-openid-connect's rule, SPEC §3): what the options set replaces
+ * what the environment and the YAML said, setting by setting. Settings that are one choice made in two
+ * ways go together: an option's key (inline or file) or main team (owners or roles YAML) replaces both
+ * forms from the other sources.
+ */
+function overlay(layered: Layered, fromCode: Layered): void {
+  const target = layered as unknown as Record<string, Sourced<unknown> | undefined>;
+  if (fromCode.signingKey || fromCode.signingKeyFile) {
+    delete layered.signingKey;
+    delete layered.signingKeyFile;
   }
-  if (!(ms > 0 && ms <= maxMs))
-    throw invalid([`${source}: duration must be more than 0 and at most ${longest(maxMs)}`]);
-  return ms;
+  if (fromCode.mainTeam || fromCode.mainTeamConfig) {
+    delete layered.mainTeam;
+    delete layered.mainTeamConfig;
+    delete layered.mainTeamConfigFile;
+  }
+  for (const [key, value] of Object.entries(fromCode)) {
+    if (key !== 'bitbucket' && value !== undefined) target[key] = value as Sourced<unknown>;
+  }
+  Object.assign(layered.bitbucket, fromCode.bitbucket);
 }
-
-const longest = (ms: number): string => (ms % HOUR_MS === 0 ? `${ms / HOUR_MS}h` : `${ms / 60_000}m`);
 
 function httpUrl(s: Sourced<string>, problems: string[], allowPath: boolean): URL | null {
   let url: URL;
@@ -149,14 +185,18 @@ function checkSigningKey(pem: string, source: string, problems: string[]): void 
 }
 
 /**
- * Options → env (CONCOURSE_*) → dex YAML, later sources overriding earlier ones field by field (SPEC §3);
+ * env (CONCOURSE_*) → dex YAML → options, later sources overriding earlier ones field by field (SPEC §3:
+ * in the library code beats the environment; the web node sets no options, so there env < YAML);
  * validated once; one error that names every bad setting.
  */
 export function resolveConfig(options: SkyOptions = {}): Config {
   const env = options.env ?? process.env;
-  const layered = fromOptions(options);
+  const fromCode = fromOptions(options);
+  const layered: Layered = { bitbucket: {} };
   applyEnv(layered, env);
-  if (layered.configFile) applyDexYaml(layered, layered.configFile.value, env);
+  const configFile = fromCode.configFile ?? layered.configFile;
+  if (configFile) applyDexYaml(layered, configFile.value, env);
+  overlay(layered, fromCode);
 
   const problems: string[] = [];
   const external = httpUrl(
@@ -213,17 +253,29 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     }
   }
 
+  let localUsers: LocalUser[] = [];
+  if (layered.localUsers) {
+    try {
+      localUsers = parseLocalUsers(layered.localUsers.value, layered.localUsers.source);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+
   let mainTeam: TeamAuth | null = null;
   const rolesYaml = layered.mainTeamConfigFile
     ? { value: readFile(layered.mainTeamConfigFile, problems), source: layered.mainTeamConfigFile.source }
     : layered.mainTeamConfig;
   try {
     if (rolesYaml?.value) mainTeam = parseRolesYaml(rolesYaml.value);
-    else if (
-      layered.mainTeam &&
-      ((layered.mainTeam.value.users?.length ?? 0) > 0 || (layered.mainTeam.value.groups?.length ?? 0) > 0)
-    ) {
-      mainTeam = teamAuthFromFlags(layered.mainTeam.value.users ?? [], layered.mainTeam.value.groups ?? []);
+    else if (layered.mainTeam) {
+      const { users = [], groups = [], localUsers: locals = [] } = layered.mainTeam.value;
+      if (users.length + groups.length + locals.length > 0) {
+        mainTeam = teamAuthFromFlags({
+          [DEFAULT_CONNECTOR.id]: { users, groups },
+          ...(locals.length > 0 ? { [LOCAL]: { users: locals, groups: [] } } : {}),
+        });
+      }
     }
   } catch (err) {
     problems.push(`${rolesYaml?.source ?? layered.mainTeam?.source}: ${(err as Error).message}`);
@@ -236,48 +288,34 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     : 'option signingKey';
   if (signingKeyPem !== null) checkSigningKey(signingKeyPem, keySource, problems);
 
-  let authDurationMs = 24 * 3600_000;
-  if (layered.authDuration) {
-    try {
-      authDurationMs = parseDuration(layered.authDuration.value, layered.authDuration.source);
-    } catch (err) {
-      problems.push((err as Error).message.replace(/^invalid sky configuration: /, ''));
-    }
-  }
-
-  let refreshDurationMs = 720 * HOUR_MS;
-  if (layered.refreshDuration) {
-    const { value, source } = layered.refreshDuration;
-    try {
-      refreshDurationMs = parseDuration(value, source, MAX_REFRESH_DURATION_MS);
-    } catch (err) {
-      problems.push((err as Error).message.replace(/^invalid sky configuration: /, ''));
-    }
-  }
+  /** A duration setting: its default when unset, else read by its rule, a bad value joining the problems. */
+  const duration = (name: keyof typeof DURATIONS): number => {
+    const setting = layered[name];
+    const rule = DURATIONS[name];
+    if (!setting) return rule.defaultMs;
+    const read = durationMs(setting, rule);
+    if ('ms' in read) return read.ms;
+    problems.push(read.problem);
+    return rule.defaultMs;
+  };
+  const authDurationMs = duration('authDuration');
+  const refreshDurationMs = duration('refreshDuration');
   if (refreshDurationMs < authDurationMs) {
     problems.push(
       `${layered.refreshDuration?.source ?? 'SKY_REFRESH_DURATION'}: the refresh lifetime must be at least the token lifetime (CONCOURSE_AUTH_DURATION)`,
     );
   }
-
-  let outageGraceMs = 30_000;
-  if (layered.outageGrace) {
-    try {
-      outageGraceMs = parseDuration(layered.outageGrace.value, layered.outageGrace.source, 10 * 60_000);
-    } catch (err) {
-      problems.push((err as Error).message.replace(/^invalid sky configuration: /, ''));
-    }
+  const outageGraceMs = duration('outageGrace');
+  const replicaWaitMs = duration('replicaWait');
+  const shutdownGraceMs = duration('shutdownGrace');
+  const redisChecks = layered.redisChecks?.value ?? 'strict';
+  if (redisChecks !== 'strict' && redisChecks !== 'warn') {
+    problems.push(
+      `${layered.redisChecks?.source}: '${String(redisChecks).slice(0, 20)}' is not strict or warn`,
+    );
   }
 
-  let groupsMaxAgeMs = 15 * 60_000;
-  if (layered.groupsMaxAge) {
-    try {
-      groupsMaxAgeMs = parseDuration(layered.groupsMaxAge.value, layered.groupsMaxAge.source, 24 * HOUR_MS);
-    } catch (err) {
-      problems.push((err as Error).message.replace(/^invalid sky configuration: /, ''));
-    }
-    if (groupsMaxAgeMs < 1_000) problems.push(`${layered.groupsMaxAge.source}: must be at least 1s`);
-  }
+  const groupsMaxAgeMs = duration('groupsMaxAge');
 
   const rateLimitPerMinute = layered.rateLimit?.value.perMinute ?? 60;
   if (!Number.isInteger(rateLimitPerMinute) || rateLimitPerMinute < 0 || rateLimitPerMinute > 100_000) {
@@ -287,6 +325,8 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   }
 
   const redis = layered.redis?.value ?? null;
+  if (redis && [redis.url, redis.cluster, redis.sentinel].filter((v) => v !== undefined).length > 1)
+    problems.push(`${layered.redis?.source}: choose one of a URL, a Cluster and a Sentinel`);
   if (redis?.url && !/^rediss?:\/\//.test(redis.url))
     problems.push(`${layered.redis?.source}: must be a redis:// or rediss:// URL`);
 
@@ -315,11 +355,15 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     bindPort: bindPort.value,
     bitbucketCloud,
     mainTeam,
+    localUsers,
     signingKeyPem,
     authDurationMs,
     refreshDurationMs,
     cookieSecure: layered.cookieSecure?.value ?? externalUrl.startsWith('https:'),
     outageGraceMs,
+    replicaWaitMs,
+    redisChecks,
+    shutdownGraceMs,
     groupsMaxAgeMs,
     rateLimitPerMinute,
     redis,

@@ -1,3 +1,4 @@
+import type { LocalUser } from '../local/users';
 import type { TeamAuth } from '../teams/auth';
 
 /** The Bitbucket Cloud connector, resolved (SPEC §3, §5). */
@@ -32,6 +33,10 @@ export interface RedisConfig {
   options?: Record<string, unknown>;
   /** Cluster seed nodes: when set, sky connects with ioredis' Cluster client. */
   cluster?: { host: string; port: number }[];
+  /** Redis Sentinel: ioredis asks these for the current master of `name`, and again after a failover. */
+  sentinel?: { sentinels: { host: string; port: number }[]; name: string; sentinelPassword?: string };
+  /** Password of the Redis servers (for Sentinel and Cluster; a URL carries its own). */
+  password?: string;
 }
 
 /** The resolved, validated configuration: what `resolveConfig()` returns and every part of sky reads. */
@@ -46,6 +51,8 @@ export interface Config {
   bitbucketCloud: BitbucketCloudConfig | null;
   /** Owners (or roles, from CONCOURSE_MAIN_TEAM_CONFIG) of team `main`; null when none is set. */
   mainTeam: TeamAuth | null;
+  /** Local users (CONCOURSE_ADD_LOCAL_USER), plain passwords already hashed; empty: the connector is off. */
+  localUsers: LocalUser[];
   /** RSA private key PEM (≥ 2048 bits) read from the file or given inline; null = generate at start. */
   signingKeyPem: string | null;
   /** Token lifetime in milliseconds. */
@@ -55,6 +62,12 @@ export interface Config {
   cookieSecure: boolean;
   /** How long a node cut off from Redis still answers from its copies before it says 503. */
   outageGraceMs: number;
+  /** SKY_REDIS_REPLICA_WAIT: how long a write waits for one replica's confirmation; 0 = never waits. */
+  replicaWaitMs: number;
+  /** SKY_REDIS_CHECKS: what an unsafe Redis (no persistence, an evicting policy) does at start. */
+  redisChecks: 'strict' | 'warn';
+  /** SKY_SHUTDOWN_GRACE: how long in-flight requests may take once SIGTERM or SIGINT arrives. */
+  shutdownGraceMs: number;
   /** SKY_GROUPS_MAX_AGE: the oldest groups a request acts on before sky reads them again (SPEC §5.3). */
   groupsMaxAgeMs: number;
   /** Requests a minute per client IP to the login routes, and to /sky/token (0 = no limit). */

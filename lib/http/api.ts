@@ -1,8 +1,8 @@
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type Request, type RequestHandler, type RequestParamHandler, type Response } from 'express';
 import { SkyError } from '../errors';
 import { parseTeamAuth, roleOf, validateTeamName, type TeamAuth } from '../teams/auth';
 import { claimsOf } from './context';
-import { onlyMethods } from './errors';
+import type { RouteKey } from './routes';
 import {
   authenticate,
   contextOf,
@@ -25,27 +25,28 @@ interface TeamView {
 /** Team configs are small: 1,000 entries per role list of 256 characters fit comfortably. */
 const BODY_LIMIT = '1mb';
 
-/** The JSON API of SPEC §4.7: /api/v1/user and the teams routes. */
-export function api(): Router {
-  const router = express.Router({ caseSensitive: true });
-  router.param('team', (_req, _res, next, value: unknown) => {
-    try {
-      validateTeamName(value);
-      next();
-    } catch (err) {
-      next(err);
-    }
-  });
-  router.get('/api/v1/user', requiresAuth(), userInfo);
-  router.get('/api/v1/teams', requiresAuth(), listTeams);
-  router.get('/api/v1/teams/:team', requiresTeamRole('viewer'), getTeam);
-  router.put('/api/v1/teams/:team', requiresAuth(), express.json({ limit: BODY_LIMIT }), putTeam);
-  router.delete('/api/v1/teams/:team', requiresAdmin(), deleteTeam);
-  // Only these exact paths are sky's: a host app's own routes below /api stay reachable.
-  router.all('/api/v1/user', onlyMethods('GET'));
-  router.all('/api/v1/teams', onlyMethods('GET'));
-  router.all('/api/v1/teams/:team', onlyMethods('GET', 'PUT', 'DELETE'));
-  return router;
+/** `:team` in a path: a valid team name, or 400 before any handler runs. */
+export const checkTeamParam: RequestParamHandler = (_req, _res, next, value: unknown) => {
+  try {
+    validateTeamName(value);
+    next();
+  } catch (err) {
+    next(err);
+  }
+};
+
+/**
+ * The JSON API of SPEC §4.7: /api/v1/user and the teams routes (their paths and methods are in the
+ * route table; only those exact paths are sky's, so a host app's own routes below /api stay reachable).
+ */
+export function apiHandlers() {
+  return {
+    'GET /api/v1/user': [requiresAuth(), userInfo],
+    'GET /api/v1/teams': [requiresAuth(), listTeams],
+    'GET /api/v1/teams/:team': [requiresTeamRole('viewer'), getTeam],
+    'PUT /api/v1/teams/:team': [requiresAuth(), express.json({ limit: BODY_LIMIT }), putTeam],
+    'DELETE /api/v1/teams/:team': [requiresAdmin(), deleteTeam],
+  } satisfies Partial<Record<RouteKey, RequestHandler[]>>;
 }
 
 const teamParam = (req: Request): string => (req.params as { team: string }).team;

@@ -1,6 +1,6 @@
 import type { Request } from 'express';
 import type { Config } from '../config/types';
-import type { Identity } from '../connector';
+import type { Connector, Identity } from '../connector';
 import type { Logger } from '../log';
 import type { RateLimitRecords } from '../store';
 import type { TeamStore } from '../teams/store';
@@ -19,6 +19,8 @@ export interface Issued {
 /** What the sky() router puts on every request it sees, so the guards can work on the host's routes. */
 export interface SkyContext {
   config: Config;
+  /** The enabled connectors, in the login page's order. */
+  connectors: readonly Connector[];
   verifier: TokenVerifier;
   revocations: Revocations;
   teams: TeamStore;

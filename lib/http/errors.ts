@@ -5,6 +5,7 @@ import { createLogger, type Logger } from '../log';
 import { clearAuthCookies, parseCookies } from '../tokens';
 import { cookieAttributes, skyContextOf } from './context';
 import { errorPage, sendPage } from './pages';
+import { answerKind } from './routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -74,6 +75,14 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
     title: 'The CI server cannot reach its database',
     hint: 'Nothing is wrong with your account. Try again in a minute; if it keeps happening, tell the operator of this CI server.',
   },
+  store_full: {
+    title: 'The CI server’s database is full',
+    hint: 'Nothing is wrong with your account. The operator of this CI server must give its Redis more memory; try again later.',
+  },
+  clock_skew: {
+    title: 'The CI server’s clock is wrong',
+    hint: 'Nothing is wrong with your account. The operator of this CI server must fix its clock (NTP); try again later.',
+  },
   invalid_request: {
     title: 'This request is not valid',
     hint: 'Check the link you followed, or start from the start page.',
@@ -95,19 +104,7 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
   },
 };
 
-/**
- * JSON for machines (the API, the token endpoint, JWKS), HTML for sky's own pages; a host app's
- * guarded routes answer what the client accepts (a browser navigation asks for HTML, fetch for anything).
- */
-function wantsJson(req: Request): boolean {
-  const path = routePath(req);
-  if (path.startsWith('/api/') || path === '/sky/token' || path.startsWith('/sky/issuer/keys')) return true;
-  if (path.startsWith('/sky/') && path !== '/sky/logout') return false;
-  if (path === '/login' || path === '/logout') return false;
-  return req.accepts(['json', 'html']) === 'json';
-}
-
-/** The path as sky's (case-sensitive) routers match it, one trailing slash ignored: `/sky/token/` is `/sky/token`. */
+/** The path as sky's routers match it, one trailing slash ignored: `/sky/token/` is `/sky/token`. */
 function routePath(req: Request): string {
   const path = req.path;
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
@@ -128,17 +125,6 @@ function oauthError(error: SkyError): string {
     default:
       return error.status >= 500 ? 'temporarily_unavailable' : 'invalid_request';
   }
-}
-
-/** For a path sky owns: any method but these is 405, with `Allow` (a client learns what it may send). */
-export function onlyMethods(...methods: string[]): RequestHandler {
-  return (req, res) => {
-    res.set('Allow', methods.join(', '));
-    throw new SkyError(
-      'method_not_allowed',
-      `${req.method.slice(0, 20)} is not allowed here: use ${methods.join(' or ')}`,
-    );
-  };
 }
 
 /** The last handler under a path sky owns: an unknown route is a 404 in the shape of its neighbours. */
@@ -196,14 +182,16 @@ export function errorHandler(): ErrorRequestHandler {
     }
     if ((error.status === 503 || error.status === 429) && !res.get('Retry-After'))
       res.set('Retry-After', '60');
-    if (routePath(req) === '/sky/token') {
+    // The route table says how each route answers (JSON, a page, RFC 6749); a host's routes negotiate.
+    const kind = answerKind(routePath(req));
+    if (kind === 'oauth') {
       res
         .status(error.status)
         .set('Cache-Control', 'no-store')
         .json({ error: oauthError(error), error_description: error.message });
       return;
     }
-    if (wantsJson(req)) {
+    if (kind === 'json' || (kind === 'negotiated' && req.accepts(['json', 'html']) === 'json')) {
       res
         .status(error.status)
         .set('Cache-Control', 'no-store')

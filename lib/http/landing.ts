@@ -4,6 +4,7 @@ import { clearAuthCookies, parseCookies, tokenFromCookies } from '../tokens';
 import { cookieAttributes } from './context';
 import { assignRequestId } from './errors';
 import { contextOf, currentAccess } from './guards';
+import { loginChoices } from './login';
 import { landingPage, loginPage, sendPage } from './pages';
 
 /**
@@ -20,12 +21,12 @@ export function landing(): RequestHandler {
       access = await currentAccess(req);
     } catch (err) {
       if (err instanceof SkyError && err.code === 'not_authorized') {
-        const connector = ctx.config.bitbucketCloud?.name ?? 'Bitbucket Cloud';
         // A dead token cookie (expired, revoked) is dropped here too, not only on the next API 401.
         const cookies = parseCookies(req.headers.cookie);
         if (tokenFromCookies(cookies))
           res.append('Set-Cookie', clearAuthCookies(cookies, cookieAttributes(ctx.config)));
-        sendPage(res, 200, loginPage({ loginUrl: `${base}/sky/login`, connectorName: connector }));
+        // A login started here lands here (the default redirect_uri): nothing to carry.
+        sendPage(res, 200, loginPage({ choices: loginChoices(ctx.connectors, base, {}) }));
         return;
       }
       next(err);

@@ -101,7 +101,7 @@ export class LoginStateCookies {
     const handle = randomBytes(32).toString('base64url');
     const h = hash(handle);
     const name = cookieName(h);
-    const pending: Pending = { h, v: verifier, s: state as LoginState, e: now + STATE_TTL_MS };
+    const pending: Pending = { h, v: verifier, s: state, e: now + STATE_TTL_MS };
     this.cookie(
       req,
       name,

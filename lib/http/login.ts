@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import type { Passport } from 'passport';
-import { BITBUCKET_CLOUD } from '../bitbucket';
+import type { Connector, LoggedIn } from '../connector';
 import { SkyError } from '../errors';
 import { authCookies, parseCookies } from '../tokens';
 import { subjectOf } from '../tokens/jwt';
@@ -8,10 +8,13 @@ import { CODE_CHALLENGE, NONCE, confirmationCode } from '../tokens/pkce';
 import { cookieAttributes, type Issued } from './context';
 import { actingIdentity, authenticate, contextOf, presentedToken } from './guards';
 import type { LoginState, LoginStateCookies } from './login-state';
-import { flyConsentPage, flyDeliveryPage, sendPage } from './pages';
+import { flyConsentPage, flyDeliveryPage, loginPage, sendPage, type LoginChoice } from './pages';
+import { checkPasswordBudget, countPasswordFailure } from './rate-limit';
 import { safeRedirect } from './redirect';
 
 type Authenticator = InstanceType<typeof Passport>;
+/** What passport.authenticate returns (its typings say any). */
+type Handler = (req: Request, res: Response, next: NextFunction) => void;
 
 /** A landing URL longer than this would not fit the sealed login cookie (browsers keep ~4 KB a cookie). */
 const MAX_REDIRECT_LENGTH = 2048;
@@ -53,18 +56,60 @@ function parseCli(
   return { challenge, nonce };
 }
 
-function loginStateOf(req: Request, redirect: string): LoginState {
-  const query = req.query as Record<string, unknown>;
-  const flyPort = parseFlyPort(query['fly_port']);
-  const cli = parseCli(query, flyPort);
+/** What a login carries to its end (from the query of GET /sky/login, or the fields of a password form). */
+function loginStateOf(req: Request, source: Record<string, unknown>): LoginState {
+  const ctx = contextOf(req);
+  const redirect = safeRedirect(source['redirect_uri'], ctx.config.externalUrl).href;
+  if (redirect.length > MAX_REDIRECT_LENGTH) {
+    throw new SkyError('invalid_request', `redirect_uri is longer than ${MAX_REDIRECT_LENGTH} characters`);
+  }
+  const flyPort = parseFlyPort(source['fly_port']);
+  const cli = parseCli(source, flyPort);
   return { redirect, ...(flyPort === undefined ? {} : { flyPort }), ...(cli ? { cli } : {}) };
 }
 
+/** A login state as fields: the query of a connector's button, the hidden fields of a password form. */
+function carriedFields(state: LoginState): Record<string, string> {
+  return {
+    redirect_uri: state.redirect,
+    ...(state.flyPort === undefined ? {} : { fly_port: String(state.flyPort) }),
+    ...(state.cli
+      ? { code_challenge: state.cli.challenge, code_challenge_method: 'S256', nonce: state.cli.nonce }
+      : {}),
+  };
+}
+
+const query = (fields: Record<string, string>): string => {
+  const search = new URLSearchParams(fields).toString();
+  return search === '' ? '' : `?${search}`;
+};
+
+/** Every enabled connector as the login page offers it, each carrying the login's state. */
+export function loginChoices(
+  connectors: readonly Connector[],
+  base: string,
+  carry: Record<string, string>,
+): LoginChoice[] {
+  return connectors.map((c) =>
+    c.login === 'password'
+      ? { name: c.displayName, login: c.login, url: `${base}/sky/login/${c.id}` }
+      : {
+          name: c.displayName,
+          login: c.login,
+          // The only connector needs no naming: /sky/login goes straight to it.
+          url: `${base}/sky/login${query(connectors.length === 1 ? carry : { connector: c.id, ...carry })}`,
+        },
+  );
+}
+
 const saveSession = (req: Request): Promise<void> =>
-  new Promise((resolve, reject) => req.session.save((err) => (err ? reject(err) : resolve())));
+  new Promise((resolve, reject) => req.session.save((err) => (err ? reject(asError(err)) : resolve())));
 
 const regenerateSession = (req: Request): Promise<void> =>
-  new Promise((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
+  new Promise((resolve, reject) => req.session.regenerate((err) => (err ? reject(asError(err)) : resolve())));
+
+/** express-session's callbacks type their error as any. */
+const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 
 /**
  * Lands a browser login: both cookies, and the refresh token sealed in the server-side session. A CLI
@@ -102,15 +147,16 @@ async function land(req: Request, res: Response, state: LoginState, browser: Iss
   res.set('Cache-Control', 'no-store').redirect(302, target.href);
 }
 
-/** GET /sky/login (SPEC §4.1). */
+/**
+ * GET /sky/login (SPEC §4.1). With one redirecting connector (Bitbucket Cloud alone) the browser goes
+ * straight to it; with several, or a password connector, the login page lists them; `connector=<id>`
+ * picks one.
+ */
 export function login(passport: Authenticator) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const ctx = contextOf(req);
-    const redirect = safeRedirect(req.query['redirect_uri'], ctx.config.externalUrl).href;
-    if (redirect.length > MAX_REDIRECT_LENGTH) {
-      throw new SkyError('invalid_request', `redirect_uri is longer than ${MAX_REDIRECT_LENGTH} characters`);
-    }
-    const state = loginStateOf(req, redirect);
+    const state = loginStateOf(req, req.query);
+    const chosen = chosenConnector(ctx.connectors, req.query['connector']);
     // passport-oauth2 would take a request with these for its callback leg, and answer on its own.
     for (const name of ['code', 'error']) {
       if (Object.hasOwn(req.query, name)) {
@@ -120,12 +166,96 @@ export function login(passport: Authenticator) {
     // As Concourse: a browser that already holds a good token is not sent to Bitbucket again.
     const existing = validCookieToken(req) ?? (await renewFromSession(req));
     if (existing) return land(req, res, state, existing);
+    if (!chosen || chosen.login === 'password') {
+      const offered = chosen ? [chosen] : ctx.connectors;
+      const carry = carriedFields(state);
+      sendPage(res, 200, loginPage({ choices: loginChoices(offered, ctx.config.externalUrl, carry), carry }));
+      return;
+    }
     // passport-oauth2 hands an object `state` to the state store (types say string; the code says object).
-    passport.authenticate(BITBUCKET_CLOUD, { session: false, state: state as unknown as string })(
+    (passport.authenticate(chosen.id, { session: false, state: state as unknown as string }) as Handler)(
       req,
       res,
       next,
     );
+  };
+}
+
+/** The connector `connector=<id>` names, the only one when a single redirecting one is enabled, or none. */
+function chosenConnector(connectors: readonly Connector[], named: unknown): Connector | undefined {
+  if (named === undefined) {
+    const [only] = connectors;
+    return connectors.length === 1 && only?.login === 'redirect' ? only : undefined;
+  }
+  const found = typeof named === 'string' ? connectors.find((c) => c.id === named) : undefined;
+  if (!found) {
+    throw new SkyError(
+      'invalid_request',
+      `connector must be one of ${connectors.map((c) => c.id).join(', ')} (the connectors of this CI server)`,
+    );
+  }
+  return found;
+}
+
+/** The one answer to any refused password, whatever was wrong (SPEC: no telling a missing user from a wrong password). */
+export const WRONG_PASSWORD = 'Wrong username or password.';
+
+/**
+ * A password form was posted from another site: a login CSRF (the browser would be logged in as the
+ * sender's user). Browsers name the sending origin on every cross-site POST.
+ */
+function refuseCrossSite(req: Request): void {
+  const site = req.headers['sec-fetch-site'];
+  const origin = req.headers.origin;
+  // Fetch Metadata first: sky's pages send no referrer, so a browser's Origin on their form posts is
+  // "null", while Sec-Fetch-Site still says same-origin. Without it (an older browser), the Origin.
+  const crossSite =
+    site !== undefined
+      ? site !== 'same-origin' && site !== 'none'
+      : origin !== undefined && origin !== new URL(contextOf(req).config.externalUrl).origin;
+  if (crossSite) {
+    throw new SkyError(
+      'forbidden',
+      'This login form was sent from another site: log in from this CI server’s own page.',
+    );
+  }
+}
+
+/**
+ * POST /sky/login/:connector: a password connector's form (username, password and the login's state as
+ * hidden fields). A refusal is one answer for every cause, counted per address (the login limit) and
+ * per username; the password reaches no log.
+ */
+export function passwordLogin(passport: Authenticator) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    const ctx = contextOf(req);
+    refuseCrossSite(req);
+    const connector = ctx.connectors.find((c) => c.login === 'password' && c.id === req.params['connector']);
+    if (!connector) throw new SkyError('not_found', 'No such login form on this CI server.');
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const state = loginStateOf(req, body);
+    const username = typeof body['username'] === 'string' ? body['username'] : '';
+    await checkPasswordBudget(req, connector.id, username);
+    const refused = async (): Promise<void> => {
+      await countPasswordFailure(req, connector.id, username);
+      ctx.log.info({ reqId: req.skyRequestId, connector: connector.id }, 'password login refused');
+      const carry = carriedFields(state);
+      sendPage(
+        res,
+        401,
+        loginPage({
+          choices: loginChoices([connector], ctx.config.externalUrl, carry),
+          carry,
+          problem: WRONG_PASSWORD,
+        }),
+      );
+    };
+    const done = (err: unknown, loggedIn: LoggedIn | false): void => {
+      if (err) return next(err);
+      if (!loggedIn) return void refused().catch(next);
+      issueAndLand(req, res, next, loggedIn, state);
+    };
+    (passport.authenticate(connector.id, { session: false }, done) as Handler)(req, res, next);
   };
 }
 
@@ -156,7 +286,7 @@ async function renewFromSession(req: Request): Promise<Issued | null> {
     if (subjectOf(redeemed.identity) !== sub) {
       throw new SkyError('invalid_grant', 'the session belongs to another user');
     }
-    const issued = await ctx.issue(redeemed.identity, async () => redeemed, true);
+    const issued = await ctx.issue(redeemed.identity, redeemed.family, true);
     await regenerateSession(req);
     return issued;
   } catch (err) {
@@ -192,6 +322,30 @@ export function callbackErrorMessage(error: unknown): string {
     : 'Bitbucket Cloud ended the login with an error code this CI server does not know.';
 }
 
+/**
+ * A strategy logged the person in: a token of a new family, a fresh session id at the privilege change
+ * (session fixation), then the landing.
+ */
+function issueAndLand(
+  req: Request,
+  res: Response,
+  next: NextFunction,
+  loggedIn: LoggedIn,
+  state: LoginState,
+): void {
+  const ctx = contextOf(req);
+  ctx
+    .issue(loggedIn.identity, () => ctx.grants.start(loggedIn.identity, loggedIn.upstream), true)
+    .then(
+      (issued) =>
+        req.session.regenerate((regenerateErr) => {
+          if (regenerateErr) return next(regenerateErr);
+          land(req, res, state, issued).catch(next);
+        }),
+      next,
+    );
+}
+
 /** GET /sky/issuer/callback (SPEC §4.2). */
 export function callback(passport: Authenticator, states: LoginStateCookies) {
   return (req: Request, res: Response, next: NextFunction): void => {
@@ -204,21 +358,25 @@ export function callback(passport: Authenticator, states: LoginStateCookies) {
     if (typeof code !== 'string' || code === '' || typeof state !== 'string' || state === '') {
       throw new SkyError('invalid_state', 'The login callback is missing its code or state.');
     }
-    const done = (err: unknown, result: Issued | false, info?: { message?: string; state?: LoginState }) => {
+    const ctx = contextOf(req);
+    // The callback URL registered upstream is the redirecting connector's (Bitbucket Cloud's).
+    const connector = ctx.connectors.find((c) => c.login === 'redirect');
+    if (!connector)
+      throw new SkyError('not_found', 'No connector of this CI server logs in through a callback.');
+    const done = (
+      err: unknown,
+      loggedIn: LoggedIn | false,
+      info?: { message?: string; state?: LoginState },
+    ) => {
       if (err) return next(err);
-      if (!result || !info?.state) {
+      if (!loggedIn || !info?.state) {
         return next(
           new SkyError('invalid_state', `The login state is not valid: ${info?.message ?? 'unknown state'}.`),
         );
       }
-      const landing = info.state;
-      // A fresh session id at the privilege change (session fixation).
-      req.session.regenerate((regenerateErr) => {
-        if (regenerateErr) return next(regenerateErr);
-        land(req, res, landing, result).catch(next);
-      });
+      issueAndLand(req, res, next, loggedIn, info.state);
     };
-    passport.authenticate(BITBUCKET_CLOUD, { session: false }, done)(req, res, next);
+    (passport.authenticate(connector.id, { session: false }, done) as Handler)(req, res, next);
   };
 }
 

@@ -180,21 +180,58 @@ export function errorPage(input: ErrorPageInput): Page {
   };
 }
 
-export interface LoginPageInput {
-  /** The login route, absolute on the external origin (the callback's cookies live there). */
-  loginUrl: string;
-  connectorName: string;
+/** A way to log in, as the login page offers it. */
+export interface LoginChoice {
+  name: string;
+  /** 'redirect': a button to `url`; 'password': a username/password form posted to `url`. */
+  login: 'redirect' | 'password';
+  /** Absolute, on the external origin (the login's cookies live there). */
+  url: string;
 }
 
+export interface LoginPageInput {
+  choices: LoginChoice[];
+  /** What the login carries (redirect_uri, fly_port, the CLI's challenge): hidden fields of each form. */
+  carry?: Record<string, string>;
+  /** Shown above the choices (a refused password, say). */
+  problem?: string;
+}
+
+function passwordForm(choice: LoginChoice, carry: Record<string, string>, id: string): string {
+  const hidden = Object.entries(carry)
+    .map(([name, value]) => `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`)
+    .join('');
+  return (
+    `<form class="password" method="post" action="${escapeHtml(choice.url)}">` +
+    hidden +
+    `<p><label for="${id}-username">Username</label><br>` +
+    `<input id="${id}-username" name="username" autocomplete="username" required maxlength="256"></p>` +
+    `<p><label for="${id}-password">Password</label><br>` +
+    `<input id="${id}-password" name="password" type="password" autocomplete="current-password" required maxlength="1024"></p>` +
+    `<div class="actions"><button type="submit" class="button">Log in with ${escapeHtml(choice.name)}</button></div></form>`
+  );
+}
+
+/** The login page: every configured connector (SPEC §4.6), a button or a username/password form each. */
 export function loginPage(input: LoginPageInput): Page {
-  const connector = escapeHtml(input.connectorName);
+  const carry = input.carry ?? {};
+  const names = input.choices.map((c) => escapeHtml(c.name));
+  const accounts = names.length === 1 ? `your ${names[0]} account` : `${names.join(' or ')}`;
   return {
     title: 'Log in',
+    ...(input.problem ? { tone: 'error' as const } : {}),
     body: ({ base }) =>
       heading('Log in') +
-      `<p class="lead">This CI server signs you in with your ${connector} account. ` +
+      (input.problem ? `<p class="lead" role="alert">${escapeHtml(input.problem)}</p>` : '') +
+      `<p class="lead">This CI server signs you in with ${accounts}. ` +
       `Your teams and roles come from the team configurations its owners set.</p>` +
-      `<div class="actions"><a class="button" href="${escapeHtml(input.loginUrl)}">Log in with ${connector}</a></div>` +
+      input.choices
+        .map((choice, i) =>
+          choice.login === 'password'
+            ? passwordForm(choice, carry, `login-${i}`)
+            : `<div class="actions"><a class="button" href="${escapeHtml(choice.url)}">Log in with ${escapeHtml(choice.name)}</a></div>`,
+        )
+        .join('') +
       `<h2>From a terminal</h2>` +
       `<p>Run <code>sky login -c ${escapeHtml(base || 'URL')} -t TARGET</code>: it opens this login in your browser ` +
       `and receives its token when you are done.</p>`,

@@ -66,3 +66,44 @@ export function failureLimit(routes: Routes): RequestHandler {
     return false;
   });
 }
+
+/** Failed password logins one username may have, per connector, in PASSWORD_WINDOW_MS (every address together). */
+export const PASSWORD_FAILURES = 10;
+const PASSWORD_WINDOW_MS = 5 * 60_000;
+
+const passwordKey = (connector: string, username: string): string =>
+  // The name as typed, capped: a long one costs no more than a short one.
+  `password:${connector}:${username.slice(0, 256)}`;
+
+/**
+ * The per-user budget of failed password logins (on top of the per-address one): refused with 429 once
+ * spent, whether the user exists or not, so the answer tells nothing about who exists. A guesser
+ * spread over many addresses meets this one; the owner of the name waits out the window.
+ */
+export async function checkPasswordBudget(req: Request, connector: string, username: string): Promise<void> {
+  const ctx = contextOf(req);
+  let seen: { count: number; resetMs: number };
+  try {
+    seen = await ctx.limits.peek(passwordKey(connector, username));
+  } catch (err) {
+    ctx.log.warn({ reqId: req.skyRequestId, err: (err as Error).message }, 'password budget not checked');
+    return;
+  }
+  if (seen.count < PASSWORD_FAILURES) return;
+  const retryAfter = Math.max(1, Math.ceil(seen.resetMs / 1000));
+  req.res?.set('Retry-After', String(retryAfter));
+  throw new SkyError(
+    'rate_limited',
+    `Too many failed logins for this username: try again in ${retryAfter} s.`,
+  );
+}
+
+/** Counts one failed password login against the username. */
+export async function countPasswordFailure(req: Request, connector: string, username: string): Promise<void> {
+  const ctx = contextOf(req);
+  await ctx.limits
+    .hit(passwordKey(connector, username), PASSWORD_WINDOW_MS)
+    .catch((err: unknown) =>
+      ctx.log.warn({ reqId: req.skyRequestId, err: (err as Error).message }, 'password failure not counted'),
+    );
+}

@@ -1,12 +1,16 @@
-import express, { type Request, type RequestHandler } from 'express';
+import express, { type RequestHandler } from 'express';
 import session from 'express-session';
 import { Passport } from 'passport';
-import { BitbucketClient, BitbucketStrategy, bitbucketConnector } from '../bitbucket';
+import type { Registry } from 'prom-client';
+import { Clock } from '../clock';
 import { callbackUrl, requireReady, resolveConfig, type SkyOptions } from '../config';
 import type { Config } from '../config/types';
-import type { Identity, UpstreamTokens } from '../connector';
+import type { Identity } from '../connector';
+import { enabledConnectors } from '../connectors';
 import { SkyError } from '../errors';
 import { createLogger, withRequestId, type Logger } from '../log';
+import { Metrics } from '../health/metrics';
+import { StoreWatch, type Readiness } from '../health/watch';
 import { createStore, type Store } from '../store';
 import { parseTeamAuth } from '../teams/auth';
 import { TeamStore } from '../teams/store';
@@ -25,17 +29,15 @@ import { Grants, type LoginFamily } from '../tokens/grants';
 import { CurrentGroups } from '../tokens/groups';
 import { Revocations } from '../tokens/revocations';
 import { attachContext, cookieAttributes, type Issued, type SkyContext } from './context';
-import { assignRequestId, errorHandler, notFound, onlyMethods } from './errors';
-import { api } from './api';
+import { assignRequestId, errorHandler, notFound } from './errors';
+import { OWN_PATH, mountRoutes } from './routes';
+import { apiHandlers, checkTeamParam } from './api';
 import { authenticate, presentedToken } from './guards';
-import { callback, flyConsent, login } from './login';
+import { callback, flyConsent, login, passwordLogin } from './login';
 import { LoginStateCookies } from './login-state';
 import { logoutPage, sendPage } from './pages';
 import { failureLimit, rateLimit } from './rate-limit';
 import { tokenEndpoint } from './token';
-
-/** The paths sky answers itself (its routers are case-sensitive, and take one trailing slash). */
-const OWN_PATH = /^\/(?:sky(?:\/|$)|login\/?$|logout\/?$|api\/v1\/(?:user|teams)(?:\/[^/]+)?\/?$)/;
 
 export interface SkyRouterOptions extends SkyOptions {
   /** A pino logger to use instead of sky's own. */
@@ -45,8 +47,13 @@ export interface SkyRouterOptions extends SkyOptions {
 /** What sky() returns: Express middleware for `app.use()`, plus start-up and shut-down. */
 export interface SkyRouter extends RequestHandler {
   readonly config: Config;
-  /** Resolves when `main` is written and revocations are loaded; rejects when the store is unreachable. */
+  /** Resolves when `main` is written and revocations are loaded; rejects when the store is unreachable or unsafe. */
   readonly ready: Promise<void>;
+  /** sky's Prometheus metrics (prom-client), for the host's /metrics. */
+  readonly metrics: Registry;
+  /** What /readyz answers: ready, degraded (serving; see reasons) or unavailable. */
+  readiness(): Readiness;
+  /** Stops the store checks, gives up refresh leases, closes the store. */
   close(): Promise<void>;
 }
 
@@ -62,61 +69,89 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const key: SigningKey = config.signingKeyPem ? loadSigningKey(config.signingKeyPem) : generateSigningKey();
   const store: Store = createStore(config, log);
   const teams = new TeamStore(store.teams);
+  const clock = new Clock();
+  const metrics = new Metrics();
   const revocations = new Revocations(store.revocations, {
     graceMs: config.outageGraceMs,
     tokenLifetimeMs: config.authDurationMs,
+    clock,
+  });
+  const watch = new StoreWatch({
+    store,
+    teams,
+    revocations,
+    mainTeam: parseTeamAuth(config.mainTeam),
+    clock,
+    metrics,
+    log,
+    checks: config.redisChecks,
   });
   const unsubscribe = store.subscribe((event) => {
     teams.handle(event);
     groups.handle(event);
-    Promise.resolve(revocations.handle(event)).catch((err: unknown) =>
-      log.error({ err }, 'could not reload revocations after a reconnect'),
-    );
+    Promise.resolve(revocations.handle(event))
+      .catch((err: unknown) =>
+        log.warn({ err }, 'could not reload revocations after a reconnect: retrying every second'),
+      )
+      .finally(() => watch.handle(event));
   });
-  const bitbucket = config.bitbucketCloud;
-  const client = new BitbucketClient(bitbucket, { log });
+  const loginStates = new LoginStateCookies(key, config, store.singleUse);
+  const connectors = enabledConnectors({ config, log, callbackURL: callbackUrl(config), loginStates });
+  for (const connector of connectors) for (const warning of connector.warnings ?? []) log.warn(warning);
+  const passport = new Passport();
+  for (const connector of connectors) passport.use(connector.id, connector.strategy);
+  // The slowest connector's upstream calls bound a refresh's wait on another node's lease.
+  const upstream = connectors.reduce(
+    (slowest, c) => (c.upstream && c.upstream.timeoutMs > slowest.timeoutMs ? c.upstream : slowest),
+    { timeoutMs: 1_000, retries: 0 },
+  );
   const grants = new Grants({
     key,
     records: store.grants,
     codes: store.singleUse,
     sessions: store.sessions,
-    connector: bitbucketConnector(bitbucket, client),
+    connectors,
     revocations,
     refreshTtlSeconds: Math.ceil(config.refreshDurationMs / 1000),
-    // Every call of one upstream refresh: its timeout, retries and their backoff.
-    upstreamBudgetMs: bitbucket.timeoutMs * (bitbucket.retries + 1) + 2_000 * bitbucket.retries,
+    upstreamTimeoutMs: upstream.timeoutMs,
     log,
   });
   const groups = new CurrentGroups({
     maxAgeMs: config.groupsMaxAgeMs,
     tokenLifetimeMs: config.authDurationMs,
-    upstreamBudgetMs: bitbucket.timeoutMs * (bitbucket.retries + 1) * 2 + 2_000 * bitbucket.retries,
+    upstreamBudgetMs: upstream.timeoutMs * (upstream.retries + 1) * 2 + 2_000 * upstream.retries,
     records: store.grants,
     leases: store.singleUse,
     grants,
     log,
+    clock,
   });
   const ctx: SkyContext = {
     config,
+    connectors,
     log,
     teams,
     revocations,
     grants,
     groups,
     limits: store.rateLimits,
-    verifier: new TokenVerifier({ keys: [key], issuer: config.externalUrl, audience: config.audience }),
+    verifier: new TokenVerifier({
+      keys: [key],
+      issuer: config.externalUrl,
+      audience: config.audience,
+      now: () => clock.now(),
+    }),
     issue,
   };
-  const mainTeam = config.mainTeam;
   let started = false;
   let starting: Promise<void> | null = null;
-  /** Subscribes, writes main, loads revocations; after a failure (Redis down at start) the next request tries again. */
+  /**
+   * Subscribes, checks what sky needs of Redis, writes main, loads revocations (StoreWatch); after a
+   * failure (Redis down at start) the next request tries again.
+   */
   const start = (): Promise<void> =>
     (starting ??= (async () => {
-      await store.start();
-      // Rewritten at every start, so nobody can be locked out (SPEC §6.4).
-      await teams.put('main', parseTeamAuth(mainTeam));
-      await revocations.load();
+      await watch.start();
       started = true;
     })().catch((err: unknown) => {
       starting = null;
@@ -125,25 +160,12 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const ready = start();
   ready.catch((err: unknown) => log.error({ err }, 'sky could not start'));
 
-  const loginStates = new LoginStateCookies(key, config, store.singleUse);
-  const passport = new Passport();
-  passport.use(
-    new BitbucketStrategy(
-      { config: bitbucket, callbackURL: callbackUrl(config), store: loginStates, client },
-      (_req: Request, upstream: UpstreamTokens, identity: Identity, done) => {
-        issue(identity, () => grants.start(identity, upstream), true).then(
-          (result) => done(null, result),
-          (err: unknown) => done(err),
-        );
-      },
-    ),
-  );
-
   async function issue(
     identity: Identity,
     family: () => Promise<LoginFamily>,
     fresh = false,
   ): Promise<Issued> {
+    clock.assertCanIssue();
     const teamRoles = await teams.teamsOf(identity);
     if (Object.keys(teamRoles).length === 0) {
       throw new SkyError('not_in_any_team', 'You are not a member of any team on this CI server.');
@@ -157,8 +179,16 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       teams: teamRoles,
       isAdmin: teamRoles['main']?.includes('owner') ?? false,
       familyId,
+      now: clock.now(),
     });
-    if (fresh) await groups.remember(claims.sub, identity.groups, claims.iat * 1000);
+    // The family is committed (a refresh token spent): from here on nothing may turn into an error,
+    // or the client would hold neither its old token nor the new one. Sharing the groups is a courtesy
+    // to other nodes (they re-read when theirs are too old), so a failure to save them is only logged.
+    if (fresh) {
+      await groups.remember(claims.sub, identity.groups, claims.iat * 1000).catch((err: unknown) => {
+        log.warn({ err, sub: claims.sub }, 'could not share the groups read at this login with other nodes');
+      });
+    }
     log.info({ sub: claims.sub, jti: claims.jti, teams: Object.keys(teamRoles).length }, 'token issued');
     return refreshToken === undefined ? { token, claims } : { token, claims, refreshToken };
   }
@@ -182,31 +212,28 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   // Case-sensitive like Concourse's routes: /SKY/LOGIN is not sky's (and would miss the session's cookie path).
   const router = express.Router({ caseSensitive: true });
 
-  router.get('/sky/login', sessions, login(passport));
-  router.get('/sky/issuer/callback', failureLimit('login'), sessions, callback(passport, loginStates));
   const logoutRoute = logout(ctx);
   const form = express.urlencoded({ extended: false, limit: '4kb', parameterLimit: 10 });
-  router.post('/sky/fly', form, flyConsent);
-  router.get('/sky/logout', sessions, logoutRoute);
-  router.post('/sky/logout', form, sessions, logoutRoute);
-  router.post('/sky/token', rateLimit('token'), ...tokenEndpoint());
-  router.get('/sky/issuer/keys', (_req, res) => {
-    res.set('Cache-Control', 'public, max-age=300').json(jwks([key]));
+  // A password connector's form: a password up to 1 MB gets the same refusal as any wrong one, not a 413.
+  const passwordForm = express.urlencoded({ extended: false, limit: '1100kb', parameterLimit: 10 });
+  router.param('team', checkTeamParam);
+  mountRoutes(router, {
+    'GET /sky/login': [sessions, login(passport)],
+    'POST /sky/login/:connector': [failureLimit('login'), passwordForm, sessions, passwordLogin(passport)],
+    'GET /sky/issuer/callback': [failureLimit('login'), sessions, callback(passport, loginStates)],
+    'GET /sky/issuer/keys': [
+      (_req, res) => {
+        res.set('Cache-Control', 'public, max-age=300').json(jwks([key]));
+      },
+    ],
+    'POST /sky/fly': [form, flyConsent],
+    'GET /sky/logout': [sessions, logoutRoute],
+    'POST /sky/logout': [form, sessions, logoutRoute],
+    'POST /sky/token': [rateLimit('token'), ...tokenEndpoint()],
+    'GET /login': [legacy(config, '/sky/login')],
+    'GET /logout': [legacy(config, '/sky/logout')],
+    ...apiHandlers(),
   });
-  router.use(api());
-  // Concourse's legacy routes keep working.
-  router.get('/login', legacy(config, '/sky/login'));
-  router.get('/logout', legacy(config, '/sky/logout'));
-  for (const [path, methods] of [
-    ['/sky/login', ['GET']],
-    ['/sky/issuer/callback', ['GET']],
-    ['/sky/issuer/keys', ['GET']],
-    ['/sky/logout', ['GET', 'POST']],
-    ['/sky/fly', ['POST']],
-    ['/sky/token', ['POST']],
-  ] as const) {
-    router.all(path, onlyMethods(...methods));
-  }
   router.all('/sky/{*rest}', notFound);
   const handleError = errorHandler();
   router.use(handleError);
@@ -243,9 +270,13 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   return Object.assign(mounted, {
     config,
     ready,
+    metrics: metrics.registry,
+    readiness: () => watch.readiness(),
     close: async () => {
       unsubscribe();
+      watch.stop();
       await ready.catch(() => undefined);
+      await grants.releaseLeases();
       await store.close();
     },
   });
@@ -279,9 +310,15 @@ function logout(ctx: SkyContext): RequestHandler {
     }
     // Every token of the login, its refresh token and its session end together.
     await ctx.grants.end(claims.sid);
+    const sessionId = req.session?.id;
     await new Promise<void>((resolve, reject) =>
-      req.session ? req.session.destroy((err) => (err ? reject(err) : resolve())) : resolve(),
+      req.session
+        ? req.session.destroy((err) =>
+            err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(),
+          )
+        : resolve(),
     );
+    if (sessionId !== undefined) await ctx.grants.forgetSession(claims.sub, sessionId);
     res.append(
       'Set-Cookie',
       clearAuthCookies(parseCookies(req.headers.cookie), cookieAttributes(ctx.config)),

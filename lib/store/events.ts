@@ -1,11 +1,14 @@
 /** What one node tells every node (Redis pub/sub, or an in-process emitter for the embedded default). */
 export type StoreEvent =
-  | { type: 'team'; team: string }
+  /** A team was written (`config`: its JSON) or deleted (`config`: null); older nodes sent no config. */
+  | { type: 'team'; team: string; config?: string | null }
   | { type: 'revoke-token'; jti: string; exp: number }
   | { type: 'revoke-family'; sid: string; until: number }
   | { type: 'revoke-user'; sub: string; notBefore: number }
   /** A user's groups were read upstream again (SKY_GROUPS_MAX_AGE). */
   | { type: 'groups'; sub: string; groups: string[]; readAt: number }
+  /** A node found Redis missing data it knew and wrote back what it could (every node reports it). */
+  | { type: 'data-loss'; kind: 'teams' | 'revocations' }
   /** The subscription is lost: from now on other nodes' changes may be missed. */
   | { type: 'lost' }
   /** The subscription was lost and is back: events may have been missed, so caches must be rebuilt. */
@@ -23,7 +26,11 @@ export function parseStoreEvent(message: string): StoreEvent | null {
   }
   if (typeof value !== 'object' || value === null) return null;
   const v = value as Record<string, unknown>;
-  if (v['type'] === 'team' && typeof v['team'] === 'string') return { type: 'team', team: v['team'] };
+  if (v['type'] === 'team' && typeof v['team'] === 'string') {
+    const config = v['config'];
+    if (typeof config === 'string' || config === null) return { type: 'team', team: v['team'], config };
+    return { type: 'team', team: v['team'] };
+  }
   if (v['type'] === 'revoke-token' && typeof v['jti'] === 'string' && typeof v['exp'] === 'number') {
     return { type: 'revoke-token', jti: v['jti'], exp: v['exp'] };
   }
@@ -37,7 +44,10 @@ export function parseStoreEvent(message: string): StoreEvent | null {
     v['groups'].every((g) => typeof g === 'string') &&
     typeof v['readAt'] === 'number'
   ) {
-    return { type: 'groups', sub: v['sub'], groups: v['groups'] as string[], readAt: v['readAt'] };
+    return { type: 'groups', sub: v['sub'], groups: v['groups'], readAt: v['readAt'] };
+  }
+  if (v['type'] === 'data-loss' && (v['kind'] === 'teams' || v['kind'] === 'revocations')) {
+    return { type: 'data-loss', kind: v['kind'] };
   }
   if (v['type'] === 'revoke-user' && typeof v['sub'] === 'string' && typeof v['notBefore'] === 'number') {
     return { type: 'revoke-user', sub: v['sub'], notBefore: v['notBefore'] };

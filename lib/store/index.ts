@@ -10,22 +10,27 @@ export type {
   GrantRecords,
   Principals,
   RateLimitRecords,
+  RevocationCounts,
+  RevocationCutoffs,
   RevocationRecords,
   RevocationSnapshot,
   SingleUseRecords,
   Store,
+  StoreRequirements,
   TeamRecords,
   WriteMode,
   WriteOutcome,
 } from './records';
-export { createMemoryStore } from './memory';
+export { createMemoryStore, type EmbeddedStore, type EmbeddedStoreOptions } from './memory';
 export { createRedisStore, connectRedis } from './redis';
+export { UnconfirmedWrite } from './redis-durability';
 
 /** The one factory: Redis when configured, else the in-memory embedded default. */
 export function createStore(
-  config: Pick<Config, 'redis' | 'keyPrefix' | 'authDurationMs'>,
+  config: Pick<Config, 'redis' | 'keyPrefix' | 'authDurationMs' | 'replicaWaitMs'>,
   log: Logger,
 ): Store {
-  if (!config.redis) return createMemoryStore();
-  return createRedisStore(config.redis, config.keyPrefix, log, Math.ceil(config.authDurationMs / 1000));
+  const ttlSeconds = Math.ceil(config.authDurationMs / 1000);
+  if (!config.redis) return createMemoryStore({ sessionTtlSeconds: ttlSeconds });
+  return createRedisStore(config.redis, config.keyPrefix, log, ttlSeconds, config.replicaWaitMs);
 }

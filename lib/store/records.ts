@@ -1,4 +1,5 @@
 import type { Store as SessionStore } from 'express-session';
+import type { ClockReading } from '../clock';
 import type { StoreEventListener } from './events';
 
 /** Principals (already prefixed and lower-cased) that a team config names: the keys of the login index. */
@@ -36,16 +37,38 @@ export interface RevocationSnapshot {
   users: [string, number][];
 }
 
+/** Below these a revocation covers no token that could still verify, and the store drops it. */
+export interface RevocationCutoffs {
+  /** Epoch ms: families whose end is earlier. */
+  families: number;
+  /** Epoch ms: legacy token ids whose expiry is earlier. */
+  tokens: number;
+  /** Epoch seconds: users whose not-before is earlier. */
+  users: number;
+}
+
+/** How many revocations of each kind the store holds (expired ones not yet dropped included). */
+export interface RevocationCounts {
+  tokens: number;
+  families: number;
+  users: number;
+}
+
 /**
  * Ended families and per-user "not before" times, kept until the tokens they cover expire; and the
  * revoked token ids that sky wrote before logins were families (still loaded and honoured).
+ * Every write resolves only once it is as durable as the store makes it (a replica's WAIT).
  */
 export interface RevocationRecords {
   /** Every token of the family is refused until `untilMs`, past which none of them could verify. */
   revokeFamily(familyId: string, untilMs: number): Promise<void>;
   /** Tokens of `sub` issued before `notBefore` (epoch seconds) are refused. Keeps the later time. */
   revokeUser(sub: string, notBefore: number): Promise<void>;
-  load(nowMs: number): Promise<RevocationSnapshot>;
+  /** Writes back a legacy revoked token id that the store lost (heal). */
+  restoreToken(jti: string, expMs: number): Promise<void>;
+  /** Drops what is below the cutoffs, then answers everything else. */
+  load(cutoffs: RevocationCutoffs): Promise<RevocationSnapshot>;
+  counts(): Promise<RevocationCounts>;
 }
 
 /**
@@ -76,10 +99,13 @@ export interface GrantRecords {
    * reuse: the family ends at once ('reused'). Anything else is 'unknown' and changes nothing.
    */
   inspect(familyId: string, tokenHash: string): Promise<{ state: FamilyState; sub?: string }>;
-  /** Atomically: current → replaced by `nextHash`; anything else as inspect(). */
+  /** Atomically: current → replaced by `nextHash` (durable, as revocations); anything else as inspect(). */
   rotate(familyId: string, tokenHash: string, nextHash: string): Promise<FamilyState>;
   endFamily(familyId: string): Promise<void>;
+  /** Indexes a browser session of the user (pruned as its members expire). */
   rememberSession(sub: string, sessionId: string, ttlSeconds: number): Promise<void>;
+  /** Drops one session from the user's index (its logout). */
+  forgetSession(sub: string, sessionId: string): Promise<void>;
   /** Drops the user's upstream tokens and every family; resolves the session ids to destroy. */
   forgetUser(sub: string): Promise<string[]>;
   /** The user's groups as last read upstream; every node hears the new record (a `groups` event). */
@@ -88,6 +114,8 @@ export interface GrantRecords {
   /** Takes the user's refresh lease for `ttlMs` when nobody holds it. */
   lock(sub: string, owner: string, ttlMs: number): Promise<boolean>;
   unlock(sub: string, owner: string): Promise<void>;
+  /** Extends the lease while its holder still works; resolves false when it is no longer the holder's. */
+  renew(sub: string, owner: string, ttlMs: number): Promise<boolean>;
 }
 
 /** Counters of requests per client and window, shared by every node (the login and token limits). */
@@ -96,6 +124,16 @@ export interface RateLimitRecords {
   hit(bucket: string, windowMs: number): Promise<{ count: number; resetMs: number }>;
   /** The count of `bucket`'s current window without counting (0 when none is open). */
   peek(bucket: string): Promise<{ count: number; resetMs: number }>;
+}
+
+/** What sky needs of its store (SPEC §8), as found on one start or reconnect. */
+export interface StoreRequirements {
+  /** Settings under which the store can lose sky's keys: each names the server, the setting and the fix. */
+  problems: string[];
+  /** What could not be checked (managed Redis often forbids CONFIG). */
+  unchecked: string[];
+  /** Replicas the masters reported (acknowledged writes wait for one when there are any). */
+  replicas: number;
 }
 
 /** Everything sky keeps: Redis, or the in-memory embedded default (SPEC §2). */
@@ -111,6 +149,12 @@ export interface Store {
   readonly rateLimits: RateLimitRecords;
   readonly singleUse: SingleUseRecords;
   readonly sessions: SessionStore;
+  /** Checks persistence and eviction policy (and counts replicas); the embedded store has nothing to check. */
+  requirements(): Promise<StoreRequirements>;
+  /** One reading of the store's clock (Redis TIME); null for the embedded store (its clock is ours). */
+  clockReading(): Promise<ClockReading> | null;
+  /** Tells every node (this one included) that Redis lost data of this kind (a `data-loss` event). */
+  reportLoss(kind: 'teams' | 'revocations'): Promise<void>;
   /** Hear every node's changes (including this node's own). Returns an unsubscribe function. */
   subscribe(listener: StoreEventListener): () => void;
   close(): Promise<void>;

@@ -1,12 +1,12 @@
 import { RedisStore } from 'connect-redis';
 import type { SessionData } from 'express-session';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { SkyError } from '../errors';
 import type { Logger } from '../log';
 import type { RedisConfig } from '../config/types';
 import { parseStoreEvent, type StoreEvent, type StoreEventListener } from './events';
-import { guarded } from './guarded';
+import { guarded, storeError } from './guarded';
 import { Keys } from './keys';
+import { RedisDurability } from './redis-durability';
 import { RedisGrantRecords } from './redis-grants';
 import { RedisRateLimitRecords } from './redis-limits';
 import { RedisRevocationRecords } from './redis-revocations';
@@ -63,19 +63,39 @@ export function connectRedis(config: RedisConfig): Client {
     // Sentinel, TLS and the like pass through untouched (README: Sentinel and Cluster).
     ...(config.options as Omit<RedisOptions, 'replyMapping'> | undefined),
   };
+  const password = config.password === undefined ? {} : { password: config.password };
   if (config.cluster && config.cluster.length > 0) {
     return new Cluster(config.cluster, {
-      redisOptions: common,
+      redisOptions: { ...common, ...password },
       clusterRetryStrategy: (n) => Math.min(n * 100, 1_000),
     });
   }
-  return config.url ? new Redis(config.url, common) : new Redis(common);
+  if (config.sentinel) {
+    const { sentinels, name, sentinelPassword } = config.sentinel;
+    return new Redis({
+      ...common,
+      ...password,
+      sentinels,
+      name,
+      ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
+      // No failoverDetector: ioredis 6's detector, firing while the connection is already moving to the
+      // new master, aborts that reconnect for good (its connector throws "Connection is closed.").
+      // Sentinel itself drops every client of a server it reconfigures (CLIENT KILL), so the connection
+      // moves anyway; a write that still meets a demoted master (READONLY) reconnects and is sent again.
+      reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
+      sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+    });
+  }
+  return config.url
+    ? new Redis(config.url, { ...common, ...password })
+    : new Redis({ ...common, ...password });
 }
 
 class RedisTeamRecords implements TeamRecords {
   constructor(
     private readonly client: Client,
     private readonly keys: Keys,
+    private readonly durability: RedisDurability,
   ) {}
 
   get(team: string): Promise<string | null> {
@@ -95,9 +115,9 @@ class RedisTeamRecords implements TeamRecords {
       ...groups.map((g) => this.keys.groupIndex(g)),
     ];
     return guarded('find teams', async () => {
-      if (indexKeys.length === 0) return new Map();
+      if (indexKeys.length === 0) return new Map<string, string>();
       const names = await this.client.sunion(...indexKeys);
-      if (names.length === 0) return new Map();
+      if (names.length === 0) return new Map<string, string>();
       const configs = await this.client.hmget(this.keys.teamConfigs, ...names);
       const found = new Map<string, string>();
       names.forEach((name, i) => {
@@ -121,22 +141,27 @@ class RedisTeamRecords implements TeamRecords {
   }
 
   put(team: string, json: string, principals: Principals, mode: WriteMode): Promise<WriteOutcome> {
-    const event = JSON.stringify({ type: 'team', team } satisfies StoreEvent);
+    const event = JSON.stringify({ type: 'team', team, config: json } satisfies StoreEvent);
     const next = JSON.stringify(principals);
     const mustExist = mode === 'update' ? '1' : '0';
     return guarded('write team', async () => {
       const args = [json, next, this.keys.events, event, mustExist];
-      const result = (await this.client.eval(PUT_TEAM, ...this.teamScript(team), ...args)) as number;
+      const result = (await this.durability.acknowledged('write a team', this.keys.teamConfigs, (c) =>
+        c.eval(PUT_TEAM, ...this.teamScript(team), ...args),
+      )) as number;
       if (result === -2) return 'missing';
       return result === 1 ? 'created' : 'updated';
     });
   }
 
   delete(team: string): Promise<boolean> {
-    const event = JSON.stringify({ type: 'team', team } satisfies StoreEvent);
+    const event = JSON.stringify({ type: 'team', team, config: null } satisfies StoreEvent);
     return guarded('delete team', async () => {
       const args = [this.keys.events, event];
-      return ((await this.client.eval(DELETE_TEAM, ...this.teamScript(team), ...args)) as number) === 1;
+      const removed = await this.durability.acknowledged('delete a team', this.keys.teamConfigs, (c) =>
+        c.eval(DELETE_TEAM, ...this.teamScript(team), ...args),
+      );
+      return removed === 1;
     });
   }
 }
@@ -152,14 +177,7 @@ type SessionCallback = (err?: unknown, data?: unknown) => unknown;
 
 /** Redis failing under express-session reaches the error handler as the one clear 503, like every store call. */
 function asStoreError(what: string, callback?: SessionCallback): SessionCallback | undefined {
-  return (
-    callback &&
-    ((err, data) =>
-      callback(
-        err ? new SkyError('store_unavailable', `Redis is unavailable (${what})`, { cause: err }) : err,
-        data,
-      ))
-  );
+  return callback && ((err, data) => callback(err ? storeError(what, err) : err, data));
 }
 
 class GuardedSessionStore extends RedisStore {
@@ -209,9 +227,12 @@ export function createRedisStore(
   keyPrefix: string,
   log: Logger,
   sessionTtlSeconds: number,
+  /** SKY_REDIS_REPLICA_WAIT in ms (0: never wait). */
+  replicaWaitMs = 2_000,
 ): Store {
   const keys = new Keys(keyPrefix);
   const client = connectRedis(config);
+  const durability = new RedisDurability(client, replicaWaitMs);
   // A second connection: a subscribed connection can run no other command.
   const subscriber: Client = client instanceof Cluster ? client.duplicate() : client.duplicate();
   const listeners = new Set<StoreEventListener>();
@@ -240,6 +261,23 @@ export function createRedisStore(
     subscribedOnce = true;
     lost = false;
   });
+  // sky's retry strategies never give up, but a driver that ends a connection anyway ('end' without
+  // close(): ioredis 6 does when a connect is aborted under it) would leave the node cut off for good.
+  // Such a connection is opened again; the subscriber subscribes again ('ready' resyncs as any reconnect).
+  let closing = false;
+  const revive = (connection: Client, name: string, afterReady?: () => void): void => {
+    connection.on('end', () => {
+      if (closing) return;
+      log.warn(`the redis ${name} connection was ended by the driver: connecting again`);
+      setTimeout(() => {
+        if (!closing) connection.connect().then(afterReady, () => undefined);
+      }, 200).unref();
+    });
+  };
+  revive(client, 'command');
+  revive(subscriber, 'subscriber', () => {
+    subscriber.subscribe(keys.events).catch(() => undefined);
+  });
   let subscribing: Promise<void> | null = null;
   const start = (): Promise<void> =>
     (subscribing ??= guarded('subscribe', async () => {
@@ -255,9 +293,15 @@ export function createRedisStore(
     kind: 'redis',
     ready,
     start,
-    teams: new RedisTeamRecords(client, keys),
-    revocations: new RedisRevocationRecords(client, keys),
-    grants: new RedisGrantRecords(client, keys),
+    requirements: () => durability.check(),
+    reportLoss: (kind) =>
+      guarded('report a data loss', async () => {
+        await client.publish(keys.events, JSON.stringify({ type: 'data-loss', kind } satisfies StoreEvent));
+      }),
+    clockReading: () => durability.time(),
+    teams: new RedisTeamRecords(client, keys, durability),
+    revocations: new RedisRevocationRecords(client, keys, durability),
+    grants: new RedisGrantRecords(client, keys, durability),
     rateLimits: new RedisRateLimitRecords(client, keys),
     singleUse: new RedisSingleUseRecords(client, keys),
     sessions: sessionStore(client, keys, sessionTtlSeconds),
@@ -266,7 +310,9 @@ export function createRedisStore(
       return () => listeners.delete(listener);
     },
     async close() {
+      closing = true;
       listeners.clear();
+      durability.close();
       // QUIT on a live connection; a connection still (re)connecting is simply dropped, timers and all.
       await Promise.allSettled(
         [subscriber, client].map((c) => (c.status === 'ready' ? c.quit() : Promise.resolve(c.disconnect()))),

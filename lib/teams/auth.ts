@@ -1,5 +1,6 @@
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import type { Identity } from '../connector';
+import type { ConnectorModule, Identity } from '../connector';
+import { CONNECTORS, DEFAULT_CONNECTOR, connectorModule, splitPrefixed } from '../connectors';
 import { SkyError } from '../errors';
 
 /** Roles, highest first (SPEC §6.1). */
@@ -61,62 +62,63 @@ export function asciiLower(value: string): string {
   return value.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
 }
 
-/** Printable ASCII: what Bitbucket usernames, account ids, uuids and workspace slugs are made of. */
-const ASCII_ENTRY = /^[\x21-\x7e]*$/;
-
-/**
- * The kind of a user entry, decided by its form (the same rule for configs saved before kinds
- * existed): `{…}` is a uuid, an Atlassian account id (24 hex digits, or `<digits>:<id>`) is an account
- * id, anything else a username. An identity matches an entry only by the same kind, so a username that
- * looks like someone's account id or uuid grants nothing.
- */
-export type UserEntryKind = 'uuid' | 'account id' | 'username';
-
-export function userEntryKind(bare: string): UserEntryKind {
-  if (/^\{[^{}]+\}$/.test(bare)) return 'uuid';
-  if (/^[0-9a-f]{24}$/.test(bare) || /^\d+:[0-9a-f-]+$/.test(bare)) return 'account id';
-  return 'username';
-}
-
 interface EntryRules {
   /** Refuse non-ASCII entries (writes); stored configs are read as they are. */
   strict: boolean;
 }
 
-function normaliseEntries(value: unknown, where: string, connector: string, rules: EntryRules): string[] {
+/**
+ * An entry's connector: its own prefix when it names a connector sky knows, else the default one
+ * (fly's bare `bob` is `bitbucket-cloud:bob`). A stored entry with a prefix sky does not know (written
+ * for a connector this node lacks) is kept as saved: it matches no identity here.
+ */
+function entryOf(entry: string, stored: boolean): { module: ConnectorModule | null; bare: string } {
+  const prefixed = splitPrefixed(entry);
+  if (prefixed) return prefixed;
+  if (stored && /^[a-z0-9-]+:/.test(entry)) return { module: null, bare: entry };
+  return { module: DEFAULT_CONNECTOR, bare: entry };
+}
+
+function normaliseEntries(
+  value: unknown,
+  where: string,
+  kind: 'users' | 'groups',
+  rules: EntryRules,
+): string[] {
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) throw invalid(`${where} must be a list of strings`);
   if (value.length > MAX_ENTRIES) throw invalid(`${where} has more than ${MAX_ENTRIES} entries`);
-  const prefix = `${connector}:`;
   const entries = new Set<string>();
   for (const raw of value) {
     if (typeof raw !== 'string') throw invalid(`${where} must be a list of strings`);
     const entry = asciiLower(raw.trim());
-    if (entry === '' || entry === prefix) throw invalid(`${where} contains an empty entry`);
+    const { module, bare } = entryOf(entry, !rules.strict);
+    if (bare === '') throw invalid(`${where} contains an empty entry`);
     // The limit is on the entry without its prefix, so a stored (prefixed) config validates again on read.
-    const bare = entry.startsWith(prefix) ? entry.slice(prefix.length) : entry;
     if (bare.length > MAX_ENTRY_LENGTH)
       throw invalid(`${where} has an entry longer than ${MAX_ENTRY_LENGTH} characters`);
-    if (rules.strict && !ASCII_ENTRY.test(bare)) {
-      throw invalid(
-        `${where} entry '${bare.slice(0, 80)}' has non-ASCII characters or spaces: Bitbucket usernames, ids and workspaces are ASCII`,
-      );
+    if (!module) {
+      entries.add(bare);
+      continue;
     }
-    entries.add(entry.startsWith(prefix) ? entry : prefix + entry);
+    if (rules.strict) {
+      if (kind === 'groups' && module.entries.yamlGroups === undefined)
+        throw invalid(`${where} entry '${entry.slice(0, 80)}': ${module.displayName} has no groups`);
+      const problem = module.entries.check(bare, where);
+      if (problem) throw invalid(problem);
+    }
+    entries.add(`${module.id}:${bare}`);
   }
   return [...entries];
 }
 
 /**
  * Validates and normalises a Concourse auth config with Concourse's messages. Entries are trimmed,
- * lower-cased (ASCII), deduplicated and given the connector prefix when it is missing; a non-ASCII
- * entry is refused, except in a config read back from the store (`stored`), which is taken as saved.
+ * lower-cased (ASCII), deduplicated and given the default connector's prefix when they name none; an
+ * entry its connector refuses (Bitbucket: non-ASCII) is refused, except in a config read back from the
+ * store (`stored`), which is taken as saved.
  */
-export function parseTeamAuth(
-  raw: unknown,
-  connector = 'bitbucket-cloud',
-  { stored = false }: { stored?: boolean } = {},
-): TeamAuth {
+export function parseTeamAuth(raw: unknown, { stored = false }: { stored?: boolean } = {}): TeamAuth {
   const rules: EntryRules = { strict: !stored };
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid(EMPTY);
   const roles = Object.keys(raw);
@@ -131,16 +133,27 @@ export function parseTeamAuth(
       if (key !== 'users' && key !== 'groups')
         throw invalid(`role '${role}' has an unknown key '${key.slice(0, 40)}' (use users, groups)`);
     }
-    const users = normaliseEntries(m['users'], `${role}.users`, connector, rules);
-    const groups = normaliseEntries(m['groups'], `${role}.groups`, connector, rules);
+    const users = normaliseEntries(m['users'], `${role}.users`, 'users', rules);
+    const groups = normaliseEntries(m['groups'], `${role}.groups`, 'groups', rules);
     if (users.length === 0 && groups.length === 0) throw invalid(NO_MEMBERS);
     auth[role] = { users, groups };
   }
   return auth;
 }
 
-/** fly set-team --config (SPEC §6.2): `roles: [{name, bitbucket-cloud: {users, teams}}]`. */
-export function parseRolesYaml(text: string, connector = 'bitbucket-cloud'): TeamAuth {
+/** An entry given under a connector (a YAML key, a CLI flag) is that connector's, prefixed or not. */
+function withPrefix(id: string, value: string): string {
+  const entry = value.trim();
+  return asciiLower(entry).startsWith(`${id}:`) ? entry : `${id}:${entry}`;
+}
+
+const yamlKeys = (): string => CONNECTORS.map((c) => c.entries.yamlKey).join(', ');
+
+/**
+ * fly set-team --config (SPEC §6.2): `roles: [{name, bitbucket-cloud: {users, teams}, local: {users}}]`,
+ * one key per connector (its users, and its groups under the connector's own word: Concourse's `teams`).
+ */
+export function parseRolesYaml(text: string): TeamAuth {
   let doc: unknown;
   try {
     doc = parseYaml(text, { maxAliasCount: 50 });
@@ -151,38 +164,75 @@ export function parseRolesYaml(text: string, connector = 'bitbucket-cloud'): Tea
   if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as Record<string, unknown>)['roles'])) {
     throw invalid(EMPTY);
   }
-  const config: Record<string, { users: unknown; groups: unknown }> = {};
+  const config: Record<string, { users: unknown[]; groups: unknown[] }> = {};
   for (const [i, entry] of (doc as { roles: unknown[] }).roles.entries()) {
     if (typeof entry !== 'object' || entry === null)
-      throw invalid(`roles[${i}] must be a mapping with name and ${connector}`);
+      throw invalid(`roles[${i}] must be a mapping with name and ${yamlKeys()}`);
     const e = entry as Record<string, unknown>;
-    for (const key of Object.keys(e)) {
-      if (key !== 'name' && key !== connector)
-        throw invalid(`roles[${i}] has an unknown key '${key.slice(0, 40)}'`);
-    }
     const name = e['name'];
+    const members = { users: [] as unknown[], groups: [] as unknown[] };
+    for (const key of Object.keys(e)) {
+      if (key === 'name') continue;
+      const module = CONNECTORS.find((c) => c.entries.yamlKey === key);
+      if (!module)
+        throw invalid(`roles[${i}] has an unknown key '${key.slice(0, 40)}' (use name, ${yamlKeys()})`);
+      const mapping = e[key] ?? {};
+      if (typeof mapping !== 'object' || Array.isArray(mapping))
+        throw invalid(`roles[${i}].${key} must be a mapping`);
+      const { yamlGroups } = module.entries;
+      for (const [field, list] of Object.entries(mapping as Record<string, unknown>)) {
+        if (field !== 'users' && field !== yamlGroups) {
+          const allowed = yamlGroups ? `users, ${yamlGroups}` : 'users';
+          throw invalid(`roles[${i}].${key} has an unknown key '${field.slice(0, 40)}' (use ${allowed})`);
+        }
+        if (list === undefined || list === null) continue;
+        if (!Array.isArray(list)) throw invalid(`roles[${i}].${key}.${field} must be a list of strings`);
+        // Entries are this connector's, whatever they look like: a bare `bob` under `local` is `local:bob`.
+        const prefixed = list.map((v: unknown) => (typeof v === 'string' ? withPrefix(module.id, v) : v));
+        members[field === 'users' ? 'users' : 'groups'].push(...prefixed);
+      }
+    }
     if (!isRole(name))
       throw invalid(`roles[${i}]: unknown role '${String(name).slice(0, 40)}' (roles: ${ROLES.join(', ')})`);
     if (Object.hasOwn(config, name)) throw invalid(`roles[${i}]: role '${name}' is listed twice`);
-    const members = (e[connector] ?? {}) as Record<string, unknown>;
-    if (typeof members !== 'object' || Array.isArray(members))
-      throw invalid(`roles[${i}].${connector} must be a mapping`);
-    for (const key of Object.keys(members)) {
-      if (key !== 'users' && key !== 'teams')
-        throw invalid(`roles[${i}].${connector} has an unknown key '${key.slice(0, 40)}' (use users, teams)`);
-    }
-    config[name] = { users: members['users'], groups: members['teams'] };
+    config[name] = members;
   }
-  return parseTeamAuth(config, connector);
+  return parseTeamAuth(config);
 }
 
-/** fly set-team flags: every user and team given becomes an owner. */
+/** The roles YAML of a config, which parseRolesYaml reads back unchanged. */
+export function rolesYamlOf(auth: TeamAuth): string {
+  const lines = ['roles:'];
+  for (const role of ROLES) {
+    const members = auth[role];
+    if (!members) continue;
+    lines.push(`- name: ${role}`);
+    for (const module of CONNECTORS) {
+      const own = (entries: string[]) =>
+        entries.filter((e) => e.startsWith(`${module.id}:`)).map((e) => e.slice(module.id.length + 1));
+      const users = own(members.users);
+      const groups = module.entries.yamlGroups ? own(members.groups) : [];
+      if (users.length === 0 && groups.length === 0) continue;
+      lines.push(`  ${module.entries.yamlKey}:`);
+      if (users.length > 0) lines.push(`    users: ${JSON.stringify(users)}`);
+      if (groups.length > 0) lines.push(`    ${module.entries.yamlGroups}: ${JSON.stringify(groups)}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** fly set-team flags: every user and group given (each under its connector's flags) becomes an owner. */
 export function teamAuthFromFlags(
-  users: string[],
-  groups: string[],
-  connector = 'bitbucket-cloud',
+  byConnector: Record<string, { users: string[]; groups: string[] }>,
 ): TeamAuth {
-  return parseTeamAuth({ owner: { users, groups } }, connector);
+  const users: string[] = [];
+  const groups: string[] = [];
+  for (const [id, given] of Object.entries(byConnector)) {
+    if (!connectorModule(id)) throw invalid(`unknown connector '${id.slice(0, 40)}'`);
+    users.push(...given.users.map((u) => withPrefix(id, u)));
+    groups.push(...given.groups.map((g) => withPrefix(id, g)));
+  }
+  return parseTeamAuth({ owner: { users, groups } });
 }
 
 /**
@@ -194,12 +244,8 @@ export function principalsOf(identity: Identity): { users: string[]; groups: str
   let principals = principalsCache.get(identity);
   if (!principals) {
     const prefix = `${identity.connector}:`;
-    const ids: [UserEntryKind, string | undefined][] = [
-      ['uuid', identity.userId],
-      ['account id', identity.accountId],
-      ['username', identity.userName],
-    ];
-    const present = ids.flatMap(([kind, id]): [UserEntryKind, string][] =>
+    const ids = connectorModule(identity.connector)?.entries.userIds(identity) ?? [];
+    const present = ids.flatMap(([kind, id]): [string, string][] =>
       id ? [[kind, prefix + asciiLower(id)]] : [],
     );
     principals = {
@@ -213,12 +259,12 @@ export function principalsOf(identity: Identity): { users: string[]; groups: str
 }
 
 /** `<kind>|<entry>`: the key of a user entry in a config's index, and of an identity's ids. */
-const typedEntry = (kind: UserEntryKind, entry: string): string => `${kind}|${entry}`;
+const typedEntry = (kind: string, entry: string): string => `${kind}|${entry}`;
 
-/** The kind of a prefixed user entry, as stored in a config. */
-export function kindOfEntry(entry: string): UserEntryKind {
-  const colon = entry.indexOf(':');
-  return userEntryKind(colon === -1 ? entry : entry.slice(colon + 1));
+/** The kind of a prefixed user entry, as its connector reads it ('unknown': no connector sky knows). */
+export function kindOfEntry(entry: string): string {
+  const prefixed = splitPrefixed(entry);
+  return prefixed ? prefixed.module.entries.userKind(prefixed.bare) : 'unknown';
 }
 
 /*

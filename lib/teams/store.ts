@@ -1,4 +1,6 @@
+import { BoundedMap } from '../bounded-map';
 import type { Identity } from '../connector';
+import { isSkyError } from '../errors';
 import type { StoreEvent, TeamRecords, WriteMode, WriteOutcome } from '../store';
 import {
   parseTeamAuth,
@@ -19,7 +21,13 @@ const CACHE_SIZE = 10_000;
  * without a Redis round trip and a set-team applies everywhere without a new login.
  */
 export class TeamStore {
-  private readonly cache = new Map<string, TeamAuth | null>();
+  /**
+   * Bounded: a node's memory must not grow with the number of teams (or of team names asked for:
+   * misses are cached too). An evicted config is one HGET away.
+   */
+  private readonly cache = new BoundedMap<string, TeamAuth | null>(CACHE_SIZE);
+  /** The names of the teams last found per principals (JSON), for an outage (configsOf). */
+  private readonly lastFound = new BoundedMap<string, string[]>(CACHE_SIZE);
   /** Bumped on every invalidation, so a read that raced a change never fills the cache with stale data. */
   private generation = 0;
 
@@ -28,10 +36,14 @@ export class TeamStore {
   /** Feed every store event here. */
   handle(event: StoreEvent): void {
     if (event.type === 'team') {
-      this.cache.delete(event.team);
+      // The event carries the new config: the cache stays warm (an outage right after a change still
+      // answers from it). A read that raced the change never lands (the generation moved on).
       this.generation++;
+      if (event.config === undefined) this.cache.delete(event.team);
+      else this.cache.set(event.team, decode(event.config));
     } else if (event.type === 'resync') {
       this.cache.clear();
+      this.lastFound.clear();
       this.generation++;
     }
   }
@@ -47,17 +59,8 @@ export class TeamStore {
     if (cached !== undefined) return cached;
     const generation = this.generation;
     const auth = decode(await this.records.get(team));
-    if (generation === this.generation) this.remember(team, auth);
+    if (generation === this.generation) this.cache.set(team, auth);
     return auth;
-  }
-
-  /**
-   * Bounded, first in first out: a node's memory must not grow with the number of teams (or of team
-   * names asked for: misses are cached too). An evicted config is one HGET away.
-   */
-  private remember(team: string, auth: TeamAuth | null): void {
-    this.cache.set(team, auth);
-    if (this.cache.size > CACHE_SIZE) this.cache.delete(this.cache.keys().next().value as string);
   }
 
   async all(): Promise<Map<string, TeamAuth>> {
@@ -71,14 +74,35 @@ export class TeamStore {
 
   /**
    * The configs of the teams where a person holds a role, through the index: two round trips whatever
-   * the number of teams (SPEC §6.3).
+   * the number of teams (SPEC §6.3). While Redis cannot be reached, the teams last found for the same
+   * principals serve, judged on the configs this node's cache holds now (events keep those current, and
+   * the guards bound an outage by SKY_OUTAGE_GRACE): a team that changed since is judged as it is now,
+   * one the cache does not hold is left out — an outage can cost access, never grant it.
    */
   async configsOf(identity: Identity): Promise<Map<string, TeamAuth>> {
+    const principals = principalsOf(identity);
+    const key = JSON.stringify(principals);
+    const generation = this.generation;
+    let found: Map<string, string>;
+    try {
+      found = await this.records.findByPrincipals(principals);
+    } catch (err) {
+      const names = this.lastFound.get(key);
+      if (!names || !(isSkyError(err) && err.code === 'store_unavailable')) throw err;
+      const teams = new Map<string, TeamAuth>();
+      for (const team of names) {
+        const auth = this.cache.get(team);
+        if (auth && roleOf(identity, auth) !== null) teams.set(team, auth);
+      }
+      return teams;
+    }
     const teams = new Map<string, TeamAuth>();
-    for (const [team, json] of await this.records.findByPrincipals(principalsOf(identity))) {
+    for (const [team, json] of found) {
       const auth = decode(json);
+      if (generation === this.generation) this.cache.set(team, auth);
       if (auth && roleOf(identity, auth) !== null) teams.set(team, auth);
     }
+    this.lastFound.set(key, [...teams.keys()]);
     return teams;
   }
 
@@ -109,7 +133,7 @@ export class TeamStore {
 function decode(json: string | null): TeamAuth | null {
   if (json === null) return null;
   try {
-    return parseTeamAuth(JSON.parse(json), undefined, { stored: true });
+    return parseTeamAuth(JSON.parse(json), { stored: true });
   } catch {
     return null;
   }

@@ -27,12 +27,13 @@ export interface GrantsOptions {
   /** Where the CLI's authorization codes wait (single use, shared by every node). */
   codes: SingleUseRecords;
   sessions: SessionStore;
-  connector: Connector;
+  /** The enabled connectors: a subject's prefix names the one that re-reads the person. */
+  connectors: readonly Connector[];
   revocations: Revocations;
   /** Absolute lifetime of a refresh family, and of the sealed upstream tokens. */
   refreshTtlSeconds: number;
-  /** The longest one upstream refresh may take (its timeouts and retries); bounds the lease and the wait. */
-  upstreamBudgetMs: number;
+  /** One upstream call's timeout: bounds how long a refresh waits on another node's lease. */
+  upstreamTimeoutMs: number;
   log: Logger;
 }
 
@@ -47,6 +48,17 @@ export interface IssuedRefresh extends LoginFamily {
   refreshToken: string;
 }
 
+/**
+ * A grant checked up to its last step: who it is for, and the step that commits its login family
+ * (rotates the refresh token, or starts a family). The caller runs every read that may fail (teams)
+ * before `family()`, so no answer after the commit is an error: a client that got no token never
+ * holds a refresh token that was spent for it.
+ */
+export interface Redeemed {
+  identity: Identity;
+  family: () => Promise<IssuedRefresh>;
+}
+
 /** What an authorization code stands for until the CLI redeems it. */
 interface PendingCode {
   sub: string;
@@ -54,8 +66,15 @@ interface PendingCode {
   identity: Identity;
 }
 
-/** Upstream tokens as kept: `answerLost` when a refresh's answer never came (its token may be spent). */
+/**
+ * Upstream tokens as kept. `answerLost`: a refresh was sent whose answer nobody saw (it timed out, or
+ * the node died or stopped while it was in flight): the provider may have spent the refresh token.
+ * It is written BEFORE each upstream refresh and cleared by its answer, so a crash leaves it behind.
+ */
 type KeptUpstream = UpstreamTokens & { answerLost?: boolean };
+
+/** A refresh lease lives this long unless its holder renews it: a holder that died frees it so soon. */
+const leaseMs = (upstreamTimeoutMs: number): number => Math.min(3_000, Math.max(300, upstreamTimeoutMs / 2));
 
 const invalidGrant = (description: string, cause?: unknown): SkyError =>
   new SkyError('invalid_grant', description, cause === undefined ? {} : { cause });
@@ -68,17 +87,26 @@ const invalidGrant = (description: string, cause?: unknown): SkyError =>
 export class Grants {
   private readonly vault: Vault;
   private readonly hmacKey: Buffer;
+  /** The refresh leases this node holds: user → owner token. */
+  private readonly held = new Map<string, string>();
 
   constructor(private readonly options: GrantsOptions) {
     this.vault = new Vault(options.key);
     this.hmacKey = deriveSecret(options.key, 'refresh');
   }
 
-  /** At login: keeps the upstream tokens sealed and starts a refresh family for one client. */
-  async start(identity: Identity, upstream: UpstreamTokens): Promise<IssuedRefresh> {
+  /** At login: keeps the upstream tokens (if the connector has any) sealed and starts a refresh family for one client. */
+  async start(identity: Identity, upstream?: UpstreamTokens): Promise<IssuedRefresh> {
     const sub = subjectOf(identity);
-    await this.saveUpstream(sub, upstream);
+    if (upstream) await this.saveUpstream(sub, upstream);
     return this.newFamily(sub);
+  }
+
+  /** The connector that knows the person a subject names (`<connector id>:<user id>`). */
+  private connectorOf(sub: string): Connector {
+    const connector = this.options.connectors.find((c) => sub.startsWith(`${c.id}:`));
+    if (!connector) throw invalidGrant('this login belongs to a connector this CI server no longer offers');
+    return connector;
   }
 
   /** A family of its own for a token no client refreshes (Concourse's fly takes a bare token). */
@@ -99,7 +127,7 @@ export class Grants {
   }
 
   /** Redeems a code with the CLI's verifier: a new family of the person's, with its first refresh token. */
-  async redeemCode(code: string, verifier: string): Promise<{ identity: Identity } & IssuedRefresh> {
+  async redeemCode(code: string, verifier: string): Promise<Redeemed> {
     if (!AUTHORIZATION_CODE.test(code)) throw invalidGrant('the authorization code is malformed');
     // Taken at once: a code is spent by its first redemption, right or wrong.
     const sealed = await this.options.codes.take(this.codeId(code));
@@ -108,10 +136,10 @@ export class Grants {
     if (!verifierMatches(verifier, pending.challenge)) {
       throw invalidGrant('code_verifier does not match the code challenge of this login');
     }
-    if (!(await this.upstream(pending.sub))) {
+    if (!this.connectorOf(pending.sub).revalidate && !(await this.upstream(pending.sub))) {
       throw invalidGrant('the upstream grant is gone (revoked or expired): log in again');
     }
-    return { identity: pending.identity, ...(await this.newFamily(pending.sub)) };
+    return { identity: pending.identity, family: () => this.newFamily(pending.sub) };
   }
 
   private codeId(code: string): string {
@@ -120,9 +148,9 @@ export class Grants {
 
   /**
    * Redeems a refresh token: the upstream grant is refreshed when its access token has expired, the
-   * identity and groups are read anew, and the token rotates. Anything wrong is `invalid_grant`.
+   * identity and groups are read anew; `family()` rotates the token. Anything wrong is `invalid_grant`.
    */
-  async redeem(refreshToken: string): Promise<{ identity: Identity } & IssuedRefresh> {
+  async redeem(refreshToken: string): Promise<Redeemed> {
     const familyId = REFRESH_TOKEN.exec(refreshToken)?.[1];
     if (!familyId) throw invalidGrant('the refresh token is malformed');
     const hash = this.hash(refreshToken);
@@ -138,14 +166,17 @@ export class Grants {
     const sub = found.sub;
     const identity = await this.currentIdentity(sub);
     if (subjectOf(identity) !== sub) throw invalidGrant('the upstream grant belongs to another user');
-    const next = this.newToken(familyId);
-    const rotated = await this.options.records.rotate(familyId, hash, this.hash(next));
-    if (rotated === 'reused') await this.options.revocations.revokeFamily(familyId);
-    if (rotated !== 'current')
-      throw invalidGrant('the refresh token was used concurrently; its family is revoked');
-    // A logout that ran while this refresh read the upstream API ended the family: issue nothing.
-    if (this.options.revocations.isFamilyEnded(familyId)) throw invalidGrant('the login has ended');
-    return { identity, refreshToken: next, familyId };
+    const rotate = async (): Promise<IssuedRefresh> => {
+      const next = this.newToken(familyId);
+      const rotated = await this.options.records.rotate(familyId, hash, this.hash(next));
+      if (rotated === 'reused') await this.options.revocations.revokeFamily(familyId);
+      if (rotated !== 'current')
+        throw invalidGrant('the refresh token was used concurrently; its family is revoked');
+      // A logout that ran while this refresh read the upstream API ended the family: issue nothing.
+      if (this.options.revocations.isFamilyEnded(familyId)) throw invalidGrant('the login has ended');
+      return { refreshToken: next, familyId };
+    };
+    return { identity, family: rotate };
   }
 
   /**
@@ -160,6 +191,11 @@ export class Grants {
   /** The browser session of a user, destroyed when the user is revoked. */
   rememberSession(sub: string, sessionId: string): Promise<void> {
     return this.options.records.rememberSession(sub, sessionId, this.options.refreshTtlSeconds);
+  }
+
+  /** A browser session that ended (logout) leaves the user's index. */
+  forgetSession(sub: string, sessionId: string): Promise<void> {
+    return this.options.records.forgetSession(sub, sessionId);
   }
 
   /** Seals a refresh token for keeping in a server-side session. */
@@ -201,18 +237,23 @@ export class Grants {
 
   /** Identity from the upstream API; a refused access token gets one upstream refresh, then counts as revoked. */
   private async currentIdentity(sub: string): Promise<Identity> {
+    const connector = this.connectorOf(sub);
+    // A connector without upstream tokens (local users) answers from its own configuration.
+    if (connector.revalidate) return connector.revalidate(sub.slice(connector.id.length + 1));
+    if (!connector.identity) throw invalidGrant('this connector cannot re-read a person: log in again');
+    const identity = connector.identity;
     let upstream = await this.upstream(sub);
     if (!upstream) throw invalidGrant('the upstream grant is gone (revoked or expired): log in again');
     if (upstream.expiresAt - EXPIRY_MARGIN_MS <= Date.now())
       upstream = await this.refreshUpstream(sub, upstream);
     try {
-      return await this.options.connector.identity(upstream.accessToken);
+      return await identity(upstream.accessToken);
     } catch (err) {
       if (!(isSkyError(err) && err.code === 'upstream_revoked')) throw err;
     }
     const refreshed = await this.refreshUpstream(sub, upstream);
     try {
-      return await this.options.connector.identity(refreshed.accessToken);
+      return await identity(refreshed.accessToken);
     } catch (err) {
       if (isSkyError(err) && err.code === 'upstream_revoked') {
         await this.revokeUser(sub, 'the upstream API refused a freshly refreshed token');
@@ -223,18 +264,27 @@ export class Grants {
   }
 
   /**
-   * Replaces `stale` with fresh upstream tokens. One node at a time per user (a lease in the store):
-   * the others wait for its result instead of spending the rotating upstream refresh token twice.
+   * Replaces `stale` with fresh upstream tokens. One node at a time per user (a lease in the store, kept
+   * alive while its holder works): the others wait for its result instead of spending the rotating
+   * upstream refresh token twice, for at most one upstream call's timeout. A holder that died frees
+   * the lease within a second or two; the next node then finds the refresh it left in flight.
    */
   private async refreshUpstream(sub: string, stale: UpstreamTokens): Promise<UpstreamTokens> {
-    const { records, upstreamBudgetMs } = this.options;
+    const { records, upstreamTimeoutMs } = this.options;
     const owner = randomBytes(12).toString('base64url');
-    const deadline = Date.now() + upstreamBudgetMs;
+    const ttl = leaseMs(upstreamTimeoutMs);
+    const deadline = Date.now() + upstreamTimeoutMs;
     for (;;) {
-      if (await records.lock(sub, owner, upstreamBudgetMs + 5_000)) {
+      if (await records.lock(sub, owner, ttl)) {
+        this.held.set(sub, owner);
+        const renewal = setInterval(() => {
+          records.renew(sub, owner, ttl).catch(() => undefined);
+        }, ttl / 3);
         try {
           return await this.refreshHoldingLease(sub, stale);
         } finally {
+          clearInterval(renewal);
+          this.held.delete(sub);
           await records.unlock(sub, owner);
         }
       }
@@ -245,10 +295,17 @@ export class Grants {
       if (Date.now() > deadline) {
         throw new SkyError(
           'upstream_timeout',
-          'another node is refreshing this user’s grant and has not finished',
+          'another node is refreshing this user’s grant and has not finished: try again',
         );
       }
     }
+  }
+
+  /** Gives up every lease this node holds (shutdown): the refresh stays marked in flight for the next node. */
+  async releaseLeases(): Promise<void> {
+    const held = [...this.held];
+    this.held.clear();
+    await Promise.allSettled(held.map(([sub, owner]) => this.options.records.unlock(sub, owner)));
   }
 
   private async refreshHoldingLease(sub: string, stale: KeptUpstream): Promise<UpstreamTokens> {
@@ -257,18 +314,23 @@ export class Grants {
     if (!latest) throw invalidGrant('the upstream grant was revoked meanwhile');
     if (latest.accessToken !== stale.accessToken) return latest;
     if (!latest.refreshToken) throw invalidGrant('the upstream grant cannot be refreshed: log in again');
+    // Set by an earlier refresh whose answer never came (a timeout, or a node that died holding the lease).
+    const outcomeUnknown = latest.answerLost === true;
+    await this.saveUpstream(sub, { ...latest, answerLost: true });
+    const { refresh } = this.connectorOf(sub);
+    if (!refresh) throw invalidGrant('the upstream grant cannot be refreshed: log in again');
     let fresh: UpstreamTokens;
     try {
-      fresh = await this.options.connector.refresh(latest.refreshToken);
+      fresh = await refresh(latest.refreshToken);
     } catch (err) {
-      if (isSkyError(err) && err.code === 'upstream_revoked' && latest.answerLost) {
+      if (isSkyError(err) && err.code === 'upstream_revoked' && outcomeUnknown) {
         // Refused because the provider rotated its token in an answer sky never saw, not because the
         // user removed the app: nobody is revoked, but this grant cannot be refreshed any more.
         const { refreshToken: _spent, answerLost: _lost, ...rest } = latest;
         await this.saveUpstream(sub, { ...rest, expiresAt: 0 });
         this.options.log.warn(
           { sub },
-          'an upstream refresh answer was lost earlier: the user must log in again',
+          'an upstream refresh answer was lost earlier (a timeout, or a node that stopped mid-refresh): this login must log in again; no session is revoked',
         );
         throw invalidGrant('the upstream grant was lost in an interrupted refresh: log in again', err);
       }
@@ -276,10 +338,13 @@ export class Grants {
         await this.revokeUser(sub, 'the upstream refresh was refused (the user removed the app)');
         throw invalidGrant('the upstream grant was revoked: every session of this user is revoked', err);
       }
-      if (isSkyError(err) && (err.code === 'upstream_timeout' || err.code === 'upstream_unavailable')) {
-        // The provider may have rotated its refresh token in the answer that never arrived.
-        await this.saveUpstream(sub, { ...latest, answerLost: true });
-      }
+      // No answer: the provider may have rotated its refresh token in it, so the mark stays. Any
+      // other answer spent nothing: the record is as it was.
+      const answered = !(
+        isSkyError(err) &&
+        (err.code === 'upstream_timeout' || err.code === 'upstream_unavailable')
+      );
+      if (answered) await this.saveUpstream(sub, latest);
       throw err;
     }
     // Providers that do not rotate answer without a refresh token: the old one stays good.

@@ -1,5 +1,6 @@
 import type { Identity } from '../connector';
 import { SkyError } from '../errors';
+import type { Clock } from '../clock';
 import type { Logger } from '../log';
 import type { GrantRecords, SingleUseRecords, StoreEvent } from '../store';
 import type { Grants } from './grants';
@@ -22,6 +23,8 @@ export interface CurrentGroupsOptions {
   leases: SingleUseRecords;
   grants: Grants;
   log: Logger;
+  /** The time the nodes agree on: a record's `readAt` is compared with another node's token and clock. */
+  clock: Clock;
 }
 
 /** After a failed background re-read, this node waits this long (at most) before it tries that user again. */
@@ -60,7 +63,7 @@ export class CurrentGroups {
   }
 
   /** The groups read at a login or refresh: every node learns them, so older tokens act on them too. */
-  async remember(sub: string, groups: string[], readAt = Date.now()): Promise<void> {
+  async remember(sub: string, groups: string[], readAt = this.options.clock.now()): Promise<void> {
     const record = { groups: [...groups], readAt };
     this.note(sub, record);
     await this.options.records.saveGroups(sub, record, Math.ceil(this.options.tokenLifetimeMs / 1000));
@@ -78,7 +81,7 @@ export class CurrentGroups {
   }
 
   /** Forgets records no token can still act on. */
-  private sweep(now = Date.now()): void {
+  private sweep(now = this.options.clock.now()): void {
     for (const [sub, record] of this.known) {
       if (record.readAt + this.options.tokenLifetimeMs < now) this.known.delete(sub);
     }
@@ -93,7 +96,11 @@ export class CurrentGroups {
    * The identity a request acts as: the token's, with the freshest groups this node knows. Synchronous
    * unless the groups are past twice the bound (then the request waits for one re-read).
    */
-  identityOf(claims: SkyClaims, fromToken: Identity, now = Date.now()): Identity | Promise<Identity> {
+  identityOf(
+    claims: SkyClaims,
+    fromToken: Identity,
+    now = this.options.clock.now(),
+  ): Identity | Promise<Identity> {
     const record = this.known.get(claims.sub);
     const tokenAt = claims.iat * 1000;
     const source = record && record.readAt >= tokenAt ? record : undefined;
@@ -145,7 +152,7 @@ export class CurrentGroups {
 
   private fresh(sub: string): boolean {
     const record = this.known.get(sub);
-    return record !== undefined && Date.now() - record.readAt <= this.options.maxAgeMs;
+    return record !== undefined && this.options.clock.now() - record.readAt <= this.options.maxAgeMs;
   }
 
   private async readOnce(sub: string, wait: boolean): Promise<boolean> {
@@ -164,7 +171,7 @@ export class CurrentGroups {
         if (this.fresh(sub)) return true;
       }
       try {
-        const readAt = Date.now();
+        const readAt = this.options.clock.now();
         const identity: Identity = await grants.identityOf(sub);
         await this.remember(sub, identity.groups, readAt);
         log.info({ sub, groups: identity.groups.length }, 'groups read again from the upstream');

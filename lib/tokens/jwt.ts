@@ -1,4 +1,6 @@
-import { randomBytes, sign, verify } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import { BoundedMap } from '../bounded-map';
 import type { Identity } from '../connector';
 import { SkyError } from '../errors';
 import type { SigningKey } from './keys';
@@ -43,8 +45,6 @@ export function subjectOf(identity: Pick<Identity, 'connector' | 'userId'>): str
   return `${identity.connector}:${identity.userId}`;
 }
 
-const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
-
 /** A signed RS256 token (SPEC §7.1) and its claims; `csrf` is fresh per token and goes to skymarshal_csrf. */
 export function issueToken(key: SigningKey, input: IssueInput): { token: string; claims: SkyClaims } {
   const iat = Math.floor((input.now ?? Date.now()) / 1000);
@@ -68,9 +68,9 @@ export function issueToken(key: SigningKey, input: IssueInput): { token: string;
     csrf: randomBytes(32).toString('base64url'),
     sid: input.familyId,
   };
-  const signingInput = `${b64({ alg: 'RS256', typ: 'JWT', kid: key.kid })}.${b64(claims)}`;
-  const signature = sign('RSA-SHA256', Buffer.from(signingInput), key.privateKey).toString('base64url');
-  return { token: `${signingInput}.${signature}`, claims };
+  // Header {alg, typ: 'JWT', kid}; the payload is signed as given (iat and exp are already in it).
+  const token = jwt.sign(claims, key.privateKey, { algorithm: 'RS256', keyid: key.kid });
+  return { token, claims };
 }
 
 export interface VerifierOptions {
@@ -81,6 +81,8 @@ export interface VerifierOptions {
   leewaySeconds?: number;
   /** Verified tokens remembered; default 10000. */
   cacheSize?: number;
+  /** The clock the nodes agree on (epoch ms; default Date.now). */
+  now?: () => number;
 }
 
 /**
@@ -97,11 +99,18 @@ const CACHE_KEY_LENGTH = 43;
 /** A reason to refuse a token; it becomes the cause of the one 401, for logs only. */
 class Refused extends Error {}
 
-/** Strict base64url: the alphabet, no padding, and the canonical form (no spare bits, no stray length). */
+/**
+ * Strict base64url: the alphabet, no padding, and the canonical form (no spare bits, no stray length).
+ * Only that form survives the round trip, so the alphabet is tested only to name a failure: a regex over a
+ * big token's payload costs more than decoding it.
+ */
 function decodeBase64url(segment: string, what: string): Buffer {
-  if (!SEGMENT.test(segment)) throw new Refused(`${what} is not base64url`);
   const bytes = Buffer.from(segment, 'base64url');
-  if (bytes.toString('base64url') !== segment) throw new Refused(`${what} is not canonical base64url`);
+  if (segment.length === 0 || bytes.toString('base64url') !== segment) {
+    throw new Refused(
+      SEGMENT.test(segment) ? `${what} is not canonical base64url` : `${what} is not base64url`,
+    );
+  }
   return bytes;
 }
 
@@ -158,6 +167,7 @@ function checkShape(p: Record<string, unknown>): SkyClaims {
     if (!isStringArray(roles)) throw new Refused('claim teams has a bad role list');
   }
   if (typeof own(p, 'is_admin') !== 'boolean') throw new Refused('claim is_admin is not a boolean');
+  if (Object.hasOwn(p, 'nbf') && !isTime(own(p, 'nbf'))) throw new Refused('claim nbf is not a number');
   return p as unknown as SkyClaims;
 }
 
@@ -170,27 +180,61 @@ function deepFreeze(claims: SkyClaims): SkyClaims {
 }
 
 /**
- * Verifies sky tokens (SPEC §7.3): alg pinned to RS256, key chosen by kid only, then iss/aud/exp/iat/nbf
- * with leeway. A bounded cache makes a repeated token one Map lookup (expiry is still checked on a hit).
+ * jsonwebtoken's refusals in sky's words. Its other errors cannot happen after sky's own checks; should one
+ * occur, its message names it (jsonwebtoken's messages never quote the token).
+ */
+const JWT_REFUSALS: readonly (readonly [prefix: string, reason: string])[] = [
+  ['invalid signature', 'bad signature'],
+  ['jwt audience invalid', 'wrong aud'],
+  ['jwt issuer invalid', 'wrong iss'],
+];
+
+function refusalOf(err: unknown): Refused {
+  if (err instanceof jwt.TokenExpiredError) return new Refused('token expired');
+  if (err instanceof jwt.NotBeforeError) return new Refused('token not yet valid');
+  if (err instanceof jwt.JsonWebTokenError) {
+    const known = JWT_REFUSALS.find(([prefix]) => err.message.startsWith(prefix));
+    return new Refused(known ? known[1] : `jsonwebtoken: ${err.message}`);
+  }
+  // Not one of its own errors (a parser's, say): its message may quote the token, so only its name.
+  return new Refused(`jsonwebtoken failed (${err instanceof Error ? err.name : typeof err})`);
+}
+
+/**
+ * Verifies sky tokens (SPEC §7.3). sky's strict checks come first (segments, canonical base64url, header,
+ * alg, crit, the key by kid from sky's own keys, claim shapes), then jsonwebtoken checks the signature with
+ * alg pinned to RS256, iss, aud, exp and nbf with the leeway; sky adds iat. A bounded cache makes a repeated
+ * token one Map lookup (expiry is still checked on a hit).
  */
 export class TokenVerifier {
   private readonly keys: Map<string, SigningKey>;
   private readonly leeway: number;
-  private readonly cacheSize: number;
   /**
    * Keyed by the token's last characters (its signature's end): hashing a whole ~1 KB token that every
    * request allocates anew costs more than the rest of the lookup. A hit still compares the whole token.
    */
-  private readonly cache = new Map<string, { token: string; claims: SkyClaims }>();
+  private readonly cache: BoundedMap<string, { token: string; claims: SkyClaims }>;
+
+  private readonly jwtOptions: jwt.VerifyOptions & { complete?: false };
 
   constructor(private readonly options: VerifierOptions) {
+    // jsonwebtoken skips an issuer or audience check whose expected value is empty.
+    for (const name of ['issuer', 'audience'] as const) {
+      if (!options[name]) throw new SkyError('invalid_config', `token verifier: ${name} must not be empty`);
+    }
     this.keys = new Map(options.keys.map((k) => [k.kid, k]));
     this.leeway = options.leewaySeconds ?? 60;
-    this.cacheSize = options.cacheSize ?? 10_000;
+    this.cache = new BoundedMap(options.cacheSize ?? 10_000);
+    this.jwtOptions = {
+      algorithms: ['RS256'],
+      issuer: options.issuer,
+      audience: options.audience,
+      clockTolerance: this.leeway,
+    };
   }
 
   /** The claims of a good token; anything else throws SkyError not_authorized (the reason is its cause). */
-  verify(token: string, nowMs = Date.now()): SkyClaims {
+  verify(token: string, nowMs = this.options.now ? this.options.now() : Date.now()): SkyClaims {
     try {
       if (typeof token !== 'string' || token.length === 0) throw new Refused('no token');
       if (token.length > MAX_TOKEN_LENGTH) {
@@ -203,7 +247,7 @@ export class TokenVerifier {
         return cached.claims;
       }
       const claims = deepFreeze(this.verifyUncached(token, now));
-      if (token.length <= MAX_CACHED_TOKEN_LENGTH) this.remember(token, claims);
+      if (token.length <= MAX_CACHED_TOKEN_LENGTH) this.remember(token, claims, now);
       return claims;
     } catch (err) {
       if (err instanceof Refused) {
@@ -214,15 +258,18 @@ export class TokenVerifier {
   }
 
   /**
-   * Oldest first out (a Map iterates in insertion order). A hit is not moved: that would cost every
-   * request two more Map writes, and a token evicted while in use is merely verified once more.
+   * Oldest first out (BoundedMap). A hit is not moved: that would cost every request two more Map
+   * writes, and a token evicted while in use is merely verified once more. Expired tokens at the old
+   * end go too, so a quiet node does not keep a full cache of dead tokens (insertion order is roughly
+   * expiry order: a few steps per insert keep it clean).
    */
-  private remember(token: string, claims: SkyClaims): void {
-    if (this.cache.size >= this.cacheSize) {
-      const oldest = this.cache.keys().next();
-      if (!oldest.done) this.cache.delete(oldest.value);
+  private remember(token: string, claims: SkyClaims, now: number): void {
+    for (let i = 0; i < 2; i++) {
+      const oldest = this.cache.oldest();
+      if (!oldest || oldest[1].claims.exp + this.leeway > now) break;
+      this.cache.dropOldest();
     }
-    if (this.cacheSize > 0) this.cache.set(token.slice(-CACHE_KEY_LENGTH), { token, claims });
+    this.cache.set(token.slice(-CACHE_KEY_LENGTH), { token, claims });
   }
 
   private checkExpiry(claims: SkyClaims, now: number): void {
@@ -236,29 +283,27 @@ export class TokenVerifier {
     const header = decodeObject(h, 'header');
     const alg = own(header, 'alg');
     if (alg !== 'RS256') throw new Refused('alg is not RS256');
-    // No extension of RFC 7515 is understood here, so a critical one must fail the token.
+    // No extension of RFC 7515 is understood here (nor by jsonwebtoken), so a critical one must fail the token.
     if (Object.hasOwn(header, 'crit')) throw new Refused('header has crit');
     const kid = own(header, 'kid');
     if (!isString(kid)) throw new Refused('header has no kid');
+    // The key is sky's own, by kid: a jwk, jku or x5u header is never read.
     const key = this.keys.get(kid);
     if (!key) throw new Refused('unknown kid');
-    const signature = decodeBase64url(s, 'signature');
-    if (!verify('RSA-SHA256', Buffer.from(`${h}.${p}`), key.publicKey, signature)) {
-      throw new Refused('bad signature');
-    }
+    // jws decodes the signature leniently (spare bits, a stray character), so sky checks its form first.
+    decodeBase64url(s, 'signature');
     const payload = decodeObject(p, 'payload');
     const claims = checkShape(payload);
-    if (claims.iss !== this.options.issuer) throw new Refused('wrong iss');
-    const aud = own(payload, 'aud');
-    const audience = this.options.audience;
-    if (aud !== audience && !(Array.isArray(aud) && aud.includes(audience))) throw new Refused('wrong aud');
-    this.checkExpiry(claims, now);
-    if (claims.iat > now + this.leeway) throw new Refused('token issued in the future');
-    const nbf = own(payload, 'nbf');
-    if (nbf !== undefined && (!isTime(nbf) || nbf > now + this.leeway)) {
-      throw new Refused('token not yet valid');
+    try {
+      jwt.verify(token, key.publicKey, { ...this.jwtOptions, clockTimestamp: now });
+    } catch (err) {
+      throw refusalOf(err);
     }
+    // jsonwebtoken checks iat only against a maxAge; a token from the future is refused here.
+    if (claims.iat > now + this.leeway) throw new Refused('token issued in the future');
+    // The claims are the ones shape-checked above, decoded from the same signed bytes jsonwebtoken verified.
     // An audience list is accepted, but callers always see the one audience this node serves.
-    return Array.isArray(aud) ? { ...claims, aud: audience } : claims;
+    const aud = own(payload, 'aud');
+    return Array.isArray(aud) ? { ...claims, aud: this.options.audience } : claims;
   }
 }

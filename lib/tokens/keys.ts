@@ -81,7 +81,7 @@ export function deriveSecret(
   length = 32,
 ): Buffer {
   let byLabel = derived.get(key.privateKey);
-  if (!byLabel) derived.set(key.privateKey, (byLabel = new Map()));
+  if (!byLabel) derived.set(key.privateKey, (byLabel = new Map<string, Buffer>()));
   const id = `${label}/${length}`;
   let secret = byLabel.get(id);
   if (!secret) {

@@ -191,7 +191,7 @@ describe('fly’s client-side validation: nothing reaches the server', () => {
     [
       '-c together with the flags',
       ['-c', 'NOMEMBERS', '--bitbucket-cloud-user', 'bob'],
-      'error: --config cannot be combined with --bitbucket-cloud-user or --bitbucket-cloud-team: put every user and team in the roles file\n',
+      'error: --config cannot be combined with --bitbucket-cloud-user, --bitbucket-cloud-team or --local-user: put every user and team in the roles file\n',
     ],
     [
       'a non-ASCII username (the Kelvin sign folds to k in Unicode, not here)',

@@ -102,31 +102,56 @@ test('CONCOURSE_MAIN_TEAM_CONFIG is a roles YAML file and wins over the user/tea
   });
 });
 
-test('precedence: options < env < dex YAML', () => {
+test('precedence: env < dex YAML < options (in the library, code beats the environment)', () => {
   const dex = file(
     'dex.yaml',
     'issuer: https://dex.example.com\nconnectors:\n- type: bitbucket-cloud\n  id: bitbucket-cloud\n  name: Bitbucket\n  config:\n    clientID: $MY_ID\n    clientSecret: yaml-secret\n    redirectURI: https://ci.example.com/sky/issuer/callback\n    teams: [yaml-team]\n    includeTeamGroups: true\n',
   );
-  const c = resolveConfig({
-    externalUrl: 'https://options.example.com',
-    bitbucketCloud: { clientId: 'option-id', clientSecret: 'option-secret', teams: ['option-team'] },
-    audience: 'option-aud',
-    env: {
-      CONCOURSE_EXTERNAL_URL: 'https://ci.example.com',
-      CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: 'env-secret',
-      SKY_CONFIG: dex,
-      MY_ID: 'env-id',
-    },
-  });
-  expect(c.externalUrl).toBe('https://ci.example.com');
-  expect(c.audience).toBe('option-aud');
-  expect(c.bitbucketCloud).toMatchObject({
+  const env = {
+    CONCOURSE_EXTERNAL_URL: 'https://ci.example.com',
+    CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: 'env-secret',
+    CONCOURSE_AUTH_DURATION: '1h',
+    SKY_CONFIG: dex,
+    MY_ID: 'env-id',
+  };
+  // The web node: no options, so the YAML wins over the environment.
+  expect(resolveConfig({ env }).bitbucketCloud).toMatchObject({
     clientId: 'env-id',
     clientSecret: 'yaml-secret',
     teams: ['yaml-team'],
     includeTeamGroups: true,
     name: 'Bitbucket',
   });
+  // The library: an option set in code wins over the same setting from the environment and the YAML.
+  const c = resolveConfig({
+    externalUrl: 'https://ci.example.com',
+    bitbucketCloud: { clientId: 'option-id', clientSecret: 'option-secret', teams: ['option-team'] },
+    audience: 'option-aud',
+    authDuration: '2h',
+    env,
+  });
+  expect(c.audience).toBe('option-aud');
+  expect(c.authDurationMs).toBe(2 * 3600_000);
+  expect(c.bitbucketCloud).toMatchObject({
+    clientId: 'option-id',
+    clientSecret: 'option-secret',
+    teams: ['option-team'],
+    // What the options leave unset still comes from the other sources.
+    includeTeamGroups: true,
+    name: 'Bitbucket',
+  });
+  // An error names where the bad value came from: the option, or the variable.
+  expect(() => resolveConfig({ authDuration: '1d', env })).toThrow(
+    "option authDuration: invalid duration '1d'",
+  );
+  expect(() => resolveConfig({ env: { ...env, CONCOURSE_AUTH_DURATION: '1d' } })).toThrow(
+    "CONCOURSE_AUTH_DURATION: invalid duration '1d'",
+  );
+  // One choice made two ways: a key given in code replaces the variable's key file (which would fail).
+  const keyEnv = { ...env, CONCOURSE_SESSION_SIGNING_KEY: '/nonexistent/key.pem' };
+  expect(() => resolveConfig({ env: keyEnv })).toThrow('/nonexistent/key.pem');
+  const pem = rsa(2048);
+  expect(resolveConfig({ signingKey: pem, env: keyEnv }).signingKeyPem).toBe(pem);
 });
 
 test('a dex YAML whose redirectURI does not match fails with both URLs', () => {
@@ -194,8 +219,72 @@ test.each<[string, Record<string, string>, string]>([
     "CONCOURSE_SESSION_SIGNING_KEY: cannot read '/nonexistent/key.pem'",
   ],
   ['key prefix', { SKY_KEY_PREFIX: 'a{b}' }, 'SKY_KEY_PREFIX: 1-64 characters without spaces or braces'],
+  [
+    'sentinels without a name',
+    { SKY_REDIS_SENTINELS: '127.0.0.1:26379' },
+    'SKY_REDIS_SENTINEL_NAME is missing while SKY_REDIS_SENTINELS is set',
+  ],
+  [
+    'a sentinel name without sentinels',
+    { SKY_REDIS_SENTINEL_NAME: 'mymaster' },
+    'SKY_REDIS_SENTINELS is missing while SKY_REDIS_SENTINEL_NAME is set',
+  ],
+  [
+    'a sentinel that is not host:port',
+    { SKY_REDIS_SENTINELS: 'sentinel-a', SKY_REDIS_SENTINEL_NAME: 'm' },
+    "SKY_REDIS_SENTINELS: 'sentinel-a' is not host:port",
+  ],
+  [
+    'replica wait',
+    { SKY_REDIS_REPLICA_WAIT: 'forever' },
+    "SKY_REDIS_REPLICA_WAIT: invalid duration 'forever'",
+  ],
+  [
+    'replica wait too long',
+    { SKY_REDIS_REPLICA_WAIT: '5m' },
+    'SKY_REDIS_REPLICA_WAIT: duration must be more than 0 and at most 1m',
+  ],
+  ['redis checks', { SKY_REDIS_CHECKS: 'never' }, "SKY_REDIS_CHECKS: 'never' is not strict or warn"],
+  ['shutdown grace', { SKY_SHUTDOWN_GRACE: 'soon' }, "SKY_SHUTDOWN_GRACE: invalid duration 'soon'"],
 ])('%s → one error naming the setting', (_name, env, message) => {
   expect(() => resolveEnv(env)).toThrow(message);
+});
+
+test('durability settings: defaults, Sentinel from the environment, the replica wait off', () => {
+  expect(resolveEnv({})).toMatchObject({
+    outageGraceMs: 60_000,
+    replicaWaitMs: 2_000,
+    redisChecks: 'strict',
+    shutdownGraceMs: 10_000,
+  });
+  const c = resolveEnv({
+    SKY_REDIS_SENTINELS: '10.0.0.1:26379, [::1]:26380',
+    SKY_REDIS_SENTINEL_NAME: 'skymaster',
+    SKY_REDIS_SENTINEL_PASSWORD: 's3',
+    SKY_REDIS_PASSWORD: 'r3',
+    SKY_REDIS_REPLICA_WAIT: 'off',
+    SKY_REDIS_CHECKS: 'warn',
+    SKY_SHUTDOWN_GRACE: '30s',
+  });
+  expect(c.redis).toEqual({
+    sentinel: {
+      sentinels: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      name: 'skymaster',
+      sentinelPassword: 's3',
+    },
+    password: 'r3',
+  });
+  expect(c).toMatchObject({ replicaWaitMs: 0, redisChecks: 'warn', shutdownGraceMs: 30_000 });
+  expect(resolveEnv({ SKY_REDIS_REPLICA_WAIT: '0' }).replicaWaitMs).toBe(0);
+  expect(() =>
+    resolveConfig({
+      env: {},
+      redis: { url: 'redis://a', sentinel: { sentinels: [{ host: 'b', port: 1 }], name: 'm' } },
+    }),
+  ).toThrow('option redis: choose one of a URL, a Cluster and a Sentinel');
 });
 
 test('signing key files: too small, not RSA', () => {

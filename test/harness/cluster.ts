@@ -54,7 +54,7 @@ async function clusterInfo(cli: string, port: number): Promise<string> {
 }
 
 /**
- * Starts `masters` redis-servers with --cluster-enabled yes (no persistence, config files in a temp dir),
+ * Starts `masters` redis-servers with --cluster-enabled yes (AOF on, as sky requires; config and AOF files in a temp dir),
  * joins them with `redis-cli --cluster create`, and waits until every node says cluster_state:ok.
  */
 export async function startLocalCluster(serverBinary: string, masters = 3): Promise<LocalCluster> {
@@ -80,7 +80,9 @@ export async function startLocalCluster(serverBinary: string, masters = 3): Prom
           '--save',
           '',
           '--appendonly',
-          'no',
+          'yes',
+          '--appenddirname',
+          `appendonly-${port}`,
           '--dir',
           dir,
         ],

@@ -8,7 +8,7 @@ import { clearFigures, LONG } from './figures';
 
 /**
  * Tests talk to a real Redis: REDIS_URL when set, else a private redis-server on a free port that
- * lives for this jest run only (no disk persistence), so runs never share state.
+ * lives for this jest run only (AOF in a temporary folder), so runs never share state.
  * SKY_TEST_REDIS=cluster starts a private 3-master Redis Cluster instead and sets SKY_REDIS_CLUSTER,
  * which testRedis() prefers: the same tests then prove the hash tags of SPEC §2.
  */
@@ -31,7 +31,7 @@ export default async function globalSetup(): Promise<void> {
   process.env['SKY_TEST_REDIS_DIR'] = server.dir;
 }
 
-/** A private redis-server on a free loopback port, without persistence (the bench uses it too). */
+/** A private redis-server on a free loopback port, AOF on in a temporary folder (the bench uses it too). */
 export async function startRedisServer(
   binary: string = redisServerBinary(),
 ): Promise<{ url: string; pid: number; dir: string }> {
@@ -39,7 +39,21 @@ export async function startRedisServer(
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sky-redis-'));
   const child = spawn(
     binary,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    // AOF on and noeviction: what sky requires of production Redis (SPEC §2, §8), checked at start.
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--maxmemory-policy',
+      'noeviction',
+      '--dir',
+      dir,
+    ],
     { stdio: 'ignore', detached: true },
   );
   child.unref();

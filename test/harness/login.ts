@@ -13,11 +13,19 @@ export interface LoggedIn {
   bearer: { authorization: string };
 }
 
-/** Logs `user` in through the real flow (sky → fake consent → callback) and returns what a client holds. */
-export async function loginAs(baseUrl: string, fake: FakeBitbucket, user: string): Promise<LoggedIn> {
+/**
+ * Logs `user` in through the real flow (sky → fake consent → callback) and returns what a client holds.
+ * With `pick`, the login names the connector (a node that offers several shows a page otherwise).
+ */
+export async function loginAs(
+  baseUrl: string,
+  fake: FakeBitbucket,
+  user: string,
+  { pick = false }: { pick?: boolean } = {},
+): Promise<LoggedIn> {
   fake.consentAs(user);
   const browser = new Browser();
-  const hops = await browser.follow(`${baseUrl}/sky/login`, 3);
+  const hops = await browser.follow(`${baseUrl}/sky/login${pick ? '?connector=bitbucket-cloud' : ''}`, 3);
   const landing = hops[2]?.location;
   if (hops[2]?.status !== 302 || !landing) {
     throw new Error(

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,7 +40,7 @@ export class PrivateRedis {
       '--save',
       '',
       '--appendonly',
-      'no',
+      'yes',
     ];
     this.child = spawn(redisServerBinary(), args, { stdio: 'ignore' });
     const deadline = Date.now() + 10_000;
@@ -60,21 +60,48 @@ export class PrivateRedis {
     this.child = null;
   }
 
-  /** One command on a short-lived connection of the test's own. */
-  async command(args: [string, ...string[]]): Promise<unknown> {
-    const client = new Redis(this.port, '127.0.0.1', { maxRetriesPerRequest: 0, lazyConnect: true });
-    try {
-      await client.connect();
-      return await client.call(...args);
-    } finally {
-      client.disconnect();
+  /**
+   * Kills the server (SIGKILL) and empties its directory, as a restart on a host without persistent
+   * storage would: the next `up()` starts on the same port with no data.
+   */
+  async wipe(): Promise<void> {
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
     }
+    this.child = null;
+    for (const name of readdirSync(this.dir))
+      rmSync(path.join(this.dir, name), { recursive: true, force: true });
+  }
+
+  /** One command on a short-lived connection of the test's own. */
+  command(args: [string, ...string[]]): Promise<unknown> {
+    return redisCommand(this.port, args);
   }
 
   async stop(): Promise<void> {
     this.child?.kill('SIGKILL');
     this.child = null;
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** One command to the redis-server (or sentinel) on a loopback port, on a short-lived connection. */
+export async function redisCommand(port: number, args: [string, ...string[]]): Promise<unknown> {
+  const client = new Redis(port, '127.0.0.1', {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null, // a dead port fails the command instead of reconnecting forever
+    connectTimeout: 2_000,
+  });
+  client.on('error', () => undefined); // the rejected promise below carries the error
+  try {
+    await client.connect();
+    return await client.call(...args);
+  } finally {
+    client.disconnect();
   }
 }
 

@@ -315,6 +315,10 @@ describe('POST /sky/token', () => {
       error: 'invalid_grant',
       error_description: 'you are no longer a member of any team',
     });
+    // The refusal came before the rotation: the token is not spent, and works again once dave is back.
+    await a.putTeam('solo', { owner: { users: ['dave'] } });
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await refresh(a, cli.refreshToken)).status).toBe(200);
   });
 });
 

@@ -1,8 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import v8 from 'node:v8';
-import vm from 'node:vm';
+import { Session } from 'node:inspector/promises';
 import { createLogger } from '../../lib/log';
 import { FakeBitbucket, type Fault } from '../../lib/testing';
 import { Browser, type Hop } from '../harness/browser';
@@ -238,8 +237,15 @@ async function settledHeap(stage: Stage): Promise<number> {
   stage.fake.resetRequests();
   stage.lines.length = 0;
   await sleep(6_000);
-  v8.setFlagsFromString('--expose-gc');
-  (vm.runInNewContext('gc') as () => void)();
+  // A full GC through the inspector protocol (what DevTools' button does): no V8 flag is flipped at run
+  // time (flipping --expose-gc in a running process is undefined behaviour and was suspected of a stall).
+  const session = new Session();
+  session.connect();
+  try {
+    await session.post('HeapProfiler.collectGarbage');
+  } finally {
+    session.disconnect();
+  }
   return process.memoryUsage().heapUsed;
 }
 
@@ -449,7 +455,11 @@ describe('Bitbucket misbehaving', () => {
         if (fault === round.at(-1)) heapAfterRounds.push(await settledHeap(stage)); // a round ends
       }
       // Every refresh token survived the storms, and logging in works.
-      const after = await Promise.all(refreshTokens.map((t) => refresh(node, t)));
+      // Twenty at a time: this checks survival, not a third storm (on a busy machine a burst of 200
+      // against the same-process fake meets its own timeouts).
+      const after: TokenAnswer[] = [];
+      for (let i = 0; i < refreshTokens.length; i += 20)
+        after.push(...(await Promise.all(refreshTokens.slice(i, i + 20).map((t) => refresh(node, t)))));
       expect(new Set(after.map((r) => r.status))).toEqual(new Set([200]));
       await loginWorks(stage, 'alice');
       const mb = (bytes: number): number => Math.round(bytes / 2 ** 20);
@@ -472,7 +482,8 @@ describe('Bitbucket misbehaving', () => {
       await stopStage(stage);
     }
   },
-  120_000,
+  // About a minute alone; room for a busy CI machine (six storms of 400 requests in one process).
+  240_000,
 );
 
 afterAll(() => {

@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { Writable } from 'node:stream';
+import bcrypt from 'bcryptjs';
 import type express from 'express';
 import { requiresAuth } from '../../lib/http/guards';
 import type { SkyRouterOptions } from '../../lib/http/router';
@@ -398,6 +399,64 @@ test('the main flows and the error paths log no secret, one JSON line per event 
     expect(hops[2]?.status).toBe(503);
   } finally {
     await unreachable.close();
+  }
+
+  // Local users: the right password, wrong ones (a near miss, a long one), through the form and the
+  // token endpoint, and the refresh of a password login. No password, hash or near miss is logged.
+  const opsPassword = 'ops-password-9f3e-correct';
+  const nearMiss = 'ops-password-9f3e-correcT';
+  const hash = '$2a$04$0lLuJ8f0WbH4sS0sS0sS0uYl3v1m8G0nY0mZb2k0Qw0Ew1sQyqk1K';
+  for (const [label, value] of [
+    ['a local user password', opsPassword],
+    ['a wrong password', nearMiss],
+    ['a bcrypt hash from the config', hash],
+  ] as const)
+    secret(label, value);
+  const locals = await startNode({
+    fake,
+    options: {
+      ...tracedOptions({}),
+      // Hashes: a plain password would add a start-up warning, a line of no request (covered in test/local).
+      localUsers: [`ops:${bcrypt.hashSync(opsPassword, 4)}`, `dev:${hash}`],
+      mainTeam: { users: ['alice'], localUsers: ['ops'] },
+    },
+  });
+  try {
+    const form = (username: string, password: string) =>
+      send(
+        new Browser(),
+        'local user form',
+        `${locals.url}/sky/login/local`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', origin: locals.url },
+          body: new URLSearchParams({ username, password }).toString(),
+        },
+        locals.url,
+      );
+    const grant = (username: string, password: string) =>
+      send(
+        new Browser(),
+        'password grant',
+        `${locals.url}/sky/token`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+          body: new URLSearchParams({ grant_type: 'password', username, password }).toString(),
+        },
+        locals.url,
+      );
+    expect((await form('ops', opsPassword)).status).toBe(302);
+    expect((await form('ops', nearMiss)).status).toBe(401);
+    expect((await form('dev', `${nearMiss}${'x'.repeat(2000)}`)).status).toBe(401);
+    const granted = await grant('ops', opsPassword);
+    expect(granted.status).toBe(200);
+    const tokens = JSON.parse(granted.body) as { access_token: string; refresh_token: string };
+    jwt('the JWT of a password login', tokens.access_token);
+    skyRefreshToken('the refresh token of a password login', tokens.refresh_token);
+    expect((await grant(nearMiss, nearMiss)).status).toBe(400);
+  } finally {
+    await locals.close();
   }
 
   // The error handler's 5xx path, with a bearer and cookies on the request.

@@ -11,6 +11,8 @@ import {
   rolesOf,
   teamAuthFromFlags,
   validateTeamName,
+  kindOfEntry,
+  rolesYamlOf,
 } from '../../lib/teams/auth';
 
 const alice: Identity = {
@@ -93,7 +95,7 @@ test('roles YAML (fly set-team --config)', () => {
 });
 
 test('flags make owners', () => {
-  expect(teamAuthFromFlags(['alice'], ['acme'])).toEqual({
+  expect(teamAuthFromFlags({ 'bitbucket-cloud': { users: ['alice'], groups: ['acme'] } })).toEqual({
     owner: { users: ['bitbucket-cloud:alice'], groups: ['bitbucket-cloud:acme'] },
   });
 });
@@ -152,4 +154,29 @@ test('team names', () => {
       expect(accepted).toBe(/^[a-z0-9][a-z0-9._-]{0,63}$/.test(name));
     }),
   );
+});
+
+test('a stored entry of a connector this node does not know is kept as saved and matches nobody', () => {
+  // Written by a node with another connector: before the registry, `github:alice` came back as
+  // `bitbucket-cloud:github:alice`.
+  const stored = { owner: { users: ['github:alice', 'bitbucket-cloud:bob'], groups: ['github:acme'] } };
+  const auth = parseTeamAuth(JSON.parse(JSON.stringify(stored)), { stored: true });
+  expect(auth).toEqual(stored);
+  expect(parseTeamAuth(JSON.parse(JSON.stringify(auth)), { stored: true })).toEqual(stored);
+  expect(roleOf({ ...alice, userName: 'github' }, auth)).toBeNull();
+  expect(kindOfEntry('github:alice')).toBe('unknown');
+  // Written through the API, an entry without a known prefix is the default connector's, as fly's.
+  expect(parseTeamAuth({ owner: { users: ['557058:alice'] } })).toEqual({
+    owner: { users: ['bitbucket-cloud:557058:alice'], groups: [] },
+  });
+});
+
+test('roles YAML: the config a team has, written out, reads back unchanged', () => {
+  const auth = parseTeamAuth({
+    owner: { users: ['alice', '{aaaa-1}'], groups: ['acme/devs'] },
+    viewer: { groups: ['acme'] },
+  });
+  const yaml = rolesYamlOf(auth);
+  expect(yaml).toContain('bitbucket-cloud:');
+  expect(parseRolesYaml(yaml)).toEqual(auth);
 });

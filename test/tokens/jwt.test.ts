@@ -1,5 +1,6 @@
 import { createHmac, sign } from 'node:crypto';
 import fc from 'fast-check';
+import jwt from 'jsonwebtoken';
 import type { Identity } from '../../lib/connector';
 import { generateSigningKey, issueToken, TokenVerifier, type SigningKey } from '../../lib/tokens';
 
@@ -34,7 +35,8 @@ function signed(header: unknown, payload: unknown, signer: SigningKey = key): st
   return `${input}.${sign('RSA-SHA256', Buffer.from(input), signer.privateKey).toString('base64url')}`;
 }
 
-function refused(token: string, nowMs?: number, verifier = verifierFor()): void {
+/** Asserts the one 401 and returns its reason (the cause, for logs). */
+function refused(token: string, nowMs?: number, verifier = verifierFor()): string {
   let caught: unknown;
   try {
     verifier.verify(token, nowMs);
@@ -51,6 +53,7 @@ function refused(token: string, nowMs?: number, verifier = verifierFor()): void 
   const reason = String((caught as { cause?: Error }).cause?.message);
   expect(reason.length).toBeGreaterThan(0);
   if (token.length > 20) expect(reason).not.toContain(token.slice(0, 20));
+  return reason;
 }
 
 describe('issue → verify', () => {
@@ -117,6 +120,18 @@ describe('issue → verify', () => {
       teams: { main: ['owner'] },
     });
   });
+
+  test('a verifier without an issuer or audience to check is refused at construction', () => {
+    expect(() => new TokenVerifier({ keys: [key], issuer: '', audience: 'sky' })).toThrow(
+      expect.objectContaining({
+        code: 'invalid_config',
+        message: 'token verifier: issuer must not be empty',
+      }),
+    );
+    expect(() => new TokenVerifier({ keys: [key], issuer, audience: '' })).toThrow(
+      'token verifier: audience must not be empty',
+    );
+  });
 });
 
 describe('the token battery: every bad token is 401 not authorized', () => {
@@ -136,88 +151,128 @@ describe('the token battery: every bad token is 401 not authorized', () => {
   const last = alphabet.indexOf(s.slice(-1));
   const sameBytes = `${s.slice(0, -1)}${alphabet[last ^ 1] ?? ''}`;
 
-  const cases: [string, string][] = [
-    ['alg none, empty signature', `${b64({ alg: 'none', kid: key.kid })}.${p}.`],
-    ['alg none, two segments', `${b64({ alg: 'none', kid: key.kid })}.${p}`],
-    ['alg None (case)', `${b64({ ...header, alg: 'None' })}.${p}.${s}`],
-    ['HS256 signed with the public key PEM as HMAC secret', hmac('HS256')],
-    ['RS512 header over an RS256 signature', `${b64({ ...header, alg: 'RS512' })}.${p}.${s}`],
-    ['PS256 header', `${b64({ ...header, alg: 'PS256' })}.${p}.${s}`],
-    ['alg missing', `${b64({ typ: 'JWT', kid: key.kid })}.${p}.${s}`],
-    ['unknown kid (another key)', issueToken(generateSigningKey(), base).token],
-    ['missing kid', signed({ alg: 'RS256', typ: 'JWT' }, claims)],
-    ['kid not a string', signed({ alg: 'RS256', kid: [key.kid] }, claims)],
-    ['crit header', signed({ ...header, crit: ['exp'] }, claims)],
-    ['truncated', token.slice(0, -10)],
-    ['truncated to two segments', `${h}.${p}`],
-    ['extra segment', `${token}.${s}`],
-    ['empty extra segment', `${token}.`],
-    ['oversized', `${h}.${p}${'A'.repeat(130_000)}.${s}`],
-    ['empty', ''],
-    ['tampered payload (kept signature)', `${h}.${b64({ ...claims, teams: { other: ['owner'] } })}.${s}`],
-    ['tampered signature', `${h}.${p}.${flip(s, 100)}`],
-    ['signature of another token', `${h}.${p}.${issueToken(key, base).token.split('.')[2] ?? ''}`],
-    ['header not JSON', `${b64('{nope')}.${p}.${s}`],
-    ['header a JSON array', `${b64([header])}.${p}.${s}`],
-    ['header JSON null', `${b64('null')}.${p}.${s}`],
-    ['payload not JSON (signed)', signed(header, 'not json')],
-    ['payload a JSON string (signed)', signed(header, JSON.stringify('hello'))],
-    ['padding in the header', `${h}=.${p}.${s}`],
-    ['padding in the signature', `${h}.${p}.${s}==`],
-    ['standard base64 characters', `${h}.${p.replace(/-/g, '+').replace(/_/g, '/')}+/.${s}`],
-    ['whitespace inside', `${h}.${p} .${s}`],
-    ['non-ASCII inside', `${h}.${p}é.${s}`],
-    ['non-canonical base64url (spare bits) in the signature', `${h}.${p}.${sameBytes}`],
-    ['a signature of length 4n+1 (a stray character)', `${h}.${p}.${s}AAA`],
+  // Each with the reason the log names: sky's own words, whether sky or jsonwebtoken refused it.
+  const cases: [string, string, string][] = [
+    ['alg none, empty signature', `${b64({ alg: 'none', kid: key.kid })}.${p}.`, 'alg is not RS256'],
+    ['alg none, two segments', `${b64({ alg: 'none', kid: key.kid })}.${p}`, 'token has 2 segments, not 3'],
+    ['alg None (case)', `${b64({ ...header, alg: 'None' })}.${p}.${s}`, 'alg is not RS256'],
+    ['HS256 signed with the public key PEM as HMAC secret', hmac('HS256'), 'alg is not RS256'],
+    [
+      'RS512 header over an RS256 signature',
+      `${b64({ ...header, alg: 'RS512' })}.${p}.${s}`,
+      'alg is not RS256',
+    ],
+    ['PS256 header', `${b64({ ...header, alg: 'PS256' })}.${p}.${s}`, 'alg is not RS256'],
+    ['alg missing', `${b64({ typ: 'JWT', kid: key.kid })}.${p}.${s}`, 'alg is not RS256'],
+    ['unknown kid (another key)', issueToken(generateSigningKey(), base).token, 'unknown kid'],
+    ['missing kid', signed({ alg: 'RS256', typ: 'JWT' }, claims), 'header has no kid'],
+    ['kid not a string', signed({ alg: 'RS256', kid: [key.kid] }, claims), 'header has no kid'],
+    ['crit header', signed({ ...header, crit: ['exp'] }, claims), 'header has crit'],
+    ['truncated', token.slice(0, -10), 'bad signature'],
+    ['truncated to two segments', `${h}.${p}`, 'token has 2 segments, not 3'],
+    ['extra segment', `${token}.${s}`, 'token has 4 segments, not 3'],
+    ['empty extra segment', `${token}.`, 'token has 4 segments, not 3'],
+    ['oversized', `${h}.${p}${'A'.repeat(130_000)}.${s}`, 'token longer than 122880 characters'],
+    ['empty', '', 'no token'],
+    [
+      'tampered payload (kept signature)',
+      `${h}.${b64({ ...claims, teams: { other: ['owner'] } })}.${s}`,
+      'bad signature',
+    ],
+    ['tampered signature', `${h}.${p}.${flip(s, 100)}`, 'bad signature'],
+    [
+      'signature of another token',
+      `${h}.${p}.${issueToken(key, base).token.split('.')[2] ?? ''}`,
+      'bad signature',
+    ],
+    ['header not JSON', `${b64('{nope')}.${p}.${s}`, 'header is not JSON'],
+    ['header a JSON array', `${b64([header])}.${p}.${s}`, 'header is not an object'],
+    ['header JSON null', `${b64('null')}.${p}.${s}`, 'header is not an object'],
+    ['payload not JSON (signed)', signed(header, 'not json'), 'payload is not JSON'],
+    ['payload a JSON string (signed)', signed(header, JSON.stringify('hello')), 'payload is not an object'],
+    ['padding in the header', `${h}=.${p}.${s}`, 'header is not base64url'],
+    ['padding in the signature', `${h}.${p}.${s}==`, 'signature is not base64url'],
+    [
+      'standard base64 characters',
+      `${h}.${p.replace(/-/g, '+').replace(/_/g, '/')}+/.${s}`,
+      'payload is not base64url',
+    ],
+    ['whitespace inside', `${h}.${p} .${s}`, 'payload is not base64url'],
+    ['non-ASCII inside', `${h}.${p}é.${s}`, 'payload is not base64url'],
+    [
+      'non-canonical base64url (spare bits) in the signature',
+      `${h}.${p}.${sameBytes}`,
+      'signature is not canonical base64url',
+    ],
+    [
+      'a signature of length 4n+1 (a stray character)',
+      `${h}.${p}.${s}AAA`,
+      'signature is not canonical base64url',
+    ],
   ];
-  test.each(cases)('%s', (_name, bad) => refused(bad, now));
+  test.each(cases)('%s', (_name, bad, reason) => expect(refused(bad, now)).toBe(reason));
 
   test('the non-canonical signature above really decodes to the same bytes', () => {
     expect(Buffer.from(sameBytes, 'base64url').equals(Buffer.from(s, 'base64url'))).toBe(true);
   });
 
-  const claimCases: [string, Record<string, unknown>][] = [
-    ['wrong iss', { ...claims, iss: 'https://evil.example.com' }],
-    ['iss with a trailing slash', { ...claims, iss: `${issuer}/` }],
-    ['wrong aud', { ...claims, aud: 'other' }],
-    ['aud list without ours', { ...claims, aud: ['other', 'another'] }],
-    ['aud missing', { ...claims, aud: undefined }],
-    ['exp missing', { ...claims, exp: undefined }],
-    ['exp a string', { ...claims, exp: String(claims.exp) }],
-    ['iat missing', { ...claims, iat: undefined }],
-    ['nbf in the future', { ...claims, nbf: claims.iat + 3600 }],
-    ['nbf not a number', { ...claims, nbf: 'soon' }],
-    ['sub empty', { ...claims, sub: '' }],
-    ['jti empty', { ...claims, jti: '' }],
-    ['jti a number', { ...claims, jti: 42 }],
-    ['csrf empty', { ...claims, csrf: '' }],
-    ['csrf missing', { ...claims, csrf: undefined }],
-    ['groups a string', { ...claims, groups: 'acme' }],
-    ['groups with a number', { ...claims, groups: ['acme', 1] }],
-    ['teams a list', { ...claims, teams: [['main', 'owner']] }],
-    ['teams with a string role list', { ...claims, teams: { main: 'owner' } }],
-    ['is_admin a string', { ...claims, is_admin: 'true' }],
-    ['name missing', { ...claims, name: undefined }],
+  const claimCases: [string, Record<string, unknown>, string][] = [
+    ['wrong iss', { ...claims, iss: 'https://evil.example.com' }, 'wrong iss'],
+    ['iss with a trailing slash', { ...claims, iss: `${issuer}/` }, 'wrong iss'],
+    ['wrong aud', { ...claims, aud: 'other' }, 'wrong aud'],
+    ['aud list without ours', { ...claims, aud: ['other', 'another'] }, 'wrong aud'],
+    ['aud missing', { ...claims, aud: undefined }, 'wrong aud'],
+    ['exp missing', { ...claims, exp: undefined }, 'claim iat or exp missing or not a number'],
+    ['exp a string', { ...claims, exp: String(claims.exp) }, 'claim iat or exp missing or not a number'],
+    ['iat missing', { ...claims, iat: undefined }, 'claim iat or exp missing or not a number'],
+    ['nbf in the future', { ...claims, nbf: claims.iat + 3600 }, 'token not yet valid'],
+    ['nbf not a number', { ...claims, nbf: 'soon' }, 'claim nbf is not a number'],
+    ['sub empty', { ...claims, sub: '' }, 'claim sub is empty'],
+    ['jti empty', { ...claims, jti: '' }, 'claim jti is empty'],
+    ['jti a number', { ...claims, jti: 42 }, 'claim jti missing or not a string'],
+    ['csrf empty', { ...claims, csrf: '' }, 'claim csrf is empty'],
+    ['csrf missing', { ...claims, csrf: undefined }, 'claim csrf missing or not a string'],
+    ['groups a string', { ...claims, groups: 'acme' }, 'claim groups is not a list of strings'],
+    ['groups with a number', { ...claims, groups: ['acme', 1] }, 'claim groups is not a list of strings'],
+    ['teams a list', { ...claims, teams: [['main', 'owner']] }, 'claim teams is not an object'],
+    [
+      'teams with a string role list',
+      { ...claims, teams: { main: 'owner' } },
+      'claim teams has a bad role list',
+    ],
+    ['is_admin a string', { ...claims, is_admin: 'true' }, 'claim is_admin is not a boolean'],
+    ['name missing', { ...claims, name: undefined }, 'claim name missing or not a string'],
   ];
-  test.each(claimCases)('signed by our key but %s', (_name, payload) =>
-    refused(signed(header, payload), now),
+  test.each(claimCases)('signed by our key but %s', (_name, payload, reason) =>
+    expect(refused(signed(header, payload), now)).toBe(reason),
   );
 
   test('expired beyond the 60 s leeway is refused; within the leeway it passes', () => {
     const short = { ...base, durationMs: 1000 };
-    refused(issueToken(key, { ...short, now: now - 62_000 }).token, now);
+    expect(refused(issueToken(key, { ...short, now: now - 62_000 }).token, now)).toBe('token expired');
     expect(verifierFor().verify(issueToken(key, { ...short, now: now - 30_000 }).token, now).sub).toBe(
       claims.sub,
     );
     const strict = new TokenVerifier({ keys: [key], issuer, audience: 'sky', leewaySeconds: 0 });
-    refused(issueToken(key, { ...short, now: now - 30_000 }).token, now, strict);
+    expect(refused(issueToken(key, { ...short, now: now - 30_000 }).token, now, strict)).toBe(
+      'token expired',
+    );
   });
 
   test('issued in the future beyond the leeway is refused; slightly ahead clocks are tolerated', () => {
-    refused(issueToken(key, { ...base, now: now + 3600_000 }).token, now);
+    expect(refused(issueToken(key, { ...base, now: now + 3600_000 }).token, now)).toBe(
+      'token issued in the future',
+    );
     expect(verifierFor().verify(issueToken(key, { ...base, now: now + 30_000 }).token, now).sub).toBe(
       claims.sub,
     );
+  });
+
+  test('an exp beyond JSON numbers (never expiring for jsonwebtoken alone) is refused in front of it', () => {
+    const forever = signed(header, `${JSON.stringify(claims).slice(0, -1)},"exp":1e400}`);
+    const jwtOptions = { algorithms: ['RS256' as const], issuer, audience: 'sky' };
+    expect(jwt.verify(forever, key.publicKey, jwtOptions)).toMatchObject({ exp: Infinity });
+    expect(refused(forever, now)).toBe('claim iat or exp missing or not a number');
   });
 
   test('an aud list containing our audience is accepted, and reported as our audience', () => {
@@ -260,7 +315,7 @@ describe('the cache', () => {
     const verifier = verifierFor();
     expect(verifier.verify(token, now).exp).toBe(Math.floor(now / 1000) + 10);
     expect(verifier.verify(token, now + 5_000).exp).toBe(Math.floor(now / 1000) + 10);
-    refused(token, now + 71_000, verifier);
+    expect(refused(token, now + 71_000, verifier)).toBe('token expired');
   });
 
   test('a small cache keeps working as tokens come and go', () => {
@@ -278,7 +333,7 @@ describe('the cache', () => {
     const both = verifierFor([key, next]);
     expect(both.verify(issueToken(key, base).token).sub).toBe(`bitbucket-cloud:${identity.userId}`);
     expect(both.verify(issueToken(next, base).token).sub).toBe(`bitbucket-cloud:${identity.userId}`);
-    refused(issueToken(key, base).token, undefined, verifierFor([next]));
+    expect(refused(issueToken(key, base).token, undefined, verifierFor([next]))).toBe('unknown kid');
   });
 });
 

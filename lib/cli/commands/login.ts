@@ -145,23 +145,57 @@ async function pasted(ctx: Context): Promise<Delivered> {
   }
 }
 
-/** Redeems the login code with this login's verifier (POST /sky/token, grant_type=authorization_code). */
-async function redeem(name: string, api: string, code: string, verifier: string): Promise<Tokens> {
+/** POST /sky/token with one grant; `what` names it in the error ("the login code"). */
+async function tokenGrant(
+  name: string,
+  api: string,
+  grant: Record<string, string>,
+  what: string,
+): Promise<Tokens> {
   const res = await send(name, `${api}/sky/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: new URLSearchParams({ grant_type: 'authorization_code', code, code_verifier: verifier }).toString(),
+    body: new URLSearchParams(grant).toString(),
   });
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   const access = body['access_token'];
   if (!res.ok || typeof access !== 'string' || !access) {
     const said = body['error_description'] ?? body['error'] ?? `${res.status} ${res.statusText}`;
-    throw new SkyError('not_authorized', `${api} did not accept the login code: ${String(said)}`);
+    throw new SkyError(
+      'not_authorized',
+      `${api} did not accept ${what}: ${typeof said === 'string' ? said : JSON.stringify(said)}`,
+    );
   }
   const refreshToken = body['refresh_token'];
   return typeof refreshToken === 'string' && refreshToken
     ? { token: access, refreshToken }
     : { token: access };
+}
+
+/** Redeems the login code with this login's verifier (grant_type=authorization_code). */
+const redeem = (name: string, api: string, code: string, verifier: string): Promise<Tokens> =>
+  tokenGrant(
+    name,
+    api,
+    { grant_type: 'authorization_code', code, code_verifier: verifier },
+    'the login code',
+  );
+
+/** fly login -u -p: a local user's name and password (grant_type=password); asks for the password when -p is not given. */
+async function passwordLogin(
+  ctx: Context,
+  name: string,
+  api: string,
+  username: string,
+  values: Values,
+): Promise<Tokens> {
+  let password = stringOption(values, 'password');
+  if (password === undefined) {
+    password = (await ctx.prompter.ask('password: ', { hidden: true })) ?? '';
+    print(ctx, '\n');
+  }
+  ctx.prompter.close();
+  return tokenGrant(name, api, { grant_type: 'password', username, password }, 'the username and password');
 }
 
 /** -b: $BROWSER when set, else the platform's opener; failures are ignored, the URL is printed anyway. */
@@ -193,9 +227,30 @@ async function login(ctx: Context, values: Values): Promise<void> {
   // The saved URL is checked too: ~/.skyrc is a file people edit by hand.
   const api = parseApiUrl(givenUrl ?? saved?.api ?? '');
   const team = validateTeamName(stringOption(values, 'team-name') ?? saved?.team ?? 'main');
-  const port = parsePort(stringOption(values, 'port'));
 
+  // Every flag is checked before anything is printed or opened.
+  const port = parsePort(stringOption(values, 'port'));
+  const username = stringOption(values, 'username');
+  if (username === undefined && stringOption(values, 'password') !== undefined) {
+    throw new SkyError('invalid_request', '--password needs --username (-u)');
+  }
   print(ctx, `logging in to team '${team}'\n\n`);
+  const tokens =
+    username === undefined
+      ? await browserLogin(ctx, name, api, values, port)
+      : await passwordLogin(ctx, name, api, username, values);
+  await saveLogin(ctx, name, api, team, tokens);
+}
+
+/** The browser login: the page hands a code to a local port (or it is pasted), redeemed with the verifier. */
+async function browserLogin(
+  ctx: Context,
+  name: string,
+  api: string,
+  values: Values,
+  /** 0: any free port. */
+  port: number,
+): Promise<Tokens> {
   const verifier = newVerifier();
   const challenge = challengeOf(verifier);
   const nonce = newNonce();
@@ -208,7 +263,7 @@ async function login(ctx: Context, values: Values): Promise<void> {
       code_challenge_method: 'S256',
       nonce,
     });
-    const url = `${api}/login?${query}`;
+    const url = `${api}/login?${query.toString()}`;
     print(ctx, `navigate to the following URL in your browser:\n\n  ${url}\n\n`);
     print(ctx, `confirmation code: ${confirmationCode(challenge)} (the page must show the same)\n\n`);
     if (booleanOption(values, 'open-browser')) openBrowser(ctx.io.env, url);
@@ -218,8 +273,17 @@ async function login(ctx: Context, values: Values): Promise<void> {
     ctx.prompter.close();
   }
   print(ctx, '\n');
-  const tokens: Tokens = 'code' in delivered ? await redeem(name, api, delivered.code, verifier) : delivered;
+  return 'code' in delivered ? redeem(name, api, delivered.code, verifier) : delivered;
+}
 
+/** Checks the token against the team, then saves the target. */
+async function saveLogin(
+  ctx: Context,
+  name: string,
+  api: string,
+  team: string,
+  tokens: Tokens,
+): Promise<void> {
   const res = await send(name, `${api}/api/v1/user`, {
     headers: { authorization: `Bearer ${tokens.token}`, accept: 'application/json' },
   });
@@ -273,6 +337,18 @@ export const loginCommand: CommandSpec = {
       type: 'boolean',
       short: 'b',
       description: 'Open the login URL in a browser ($BROWSER, else the system default)',
+    },
+    username: {
+      type: 'string',
+      short: 'u',
+      value: 'NAME',
+      description: 'Log in as this local user (no browser; asks for the password unless -p is given)',
+    },
+    password: {
+      type: 'string',
+      short: 'p',
+      value: 'PASSWORD',
+      description: "The local user's password (visible in the process list: prefer the prompt)",
     },
     port: {
       type: 'string',

@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import type { CliFlag } from '../../connector';
+import { CONNECTORS } from '../../connectors';
 import { SkyError } from '../../errors';
 import {
   kindOfEntry,
@@ -57,14 +59,20 @@ function roleRows(team: TeamView, kinds = false): string[][] {
 /** The auth config from -c roles.yml, or from the flags (every user and team an owner), as fly builds it. */
 async function authFromOptions(values: Values): Promise<TeamAuth> {
   // fly skips empty flag values ("--bitbucket-cloud-user ''"), then finds no members.
-  const users = listOption(values, 'bitbucket-cloud-user').filter((u) => u.trim() !== '');
-  const teams = listOption(values, 'bitbucket-cloud-team').filter((t) => t.trim() !== '');
+  const given = (flag: CliFlag | undefined): string[] =>
+    flag ? listOption(values, flag.name).filter((v) => v.trim() !== '') : [];
+  const byConnector = Object.fromEntries(
+    CONNECTORS.map((c) => [c.id, { users: given(c.entries.userFlag), groups: given(c.entries.groupFlag) }]),
+  );
+  const anyFlag = Object.values(byConnector).some((e) => e.users.length > 0 || e.groups.length > 0);
   const config = stringOption(values, 'config');
-  if (config === undefined) return teamAuthFromFlags(users, teams);
-  if (users.length > 0 || teams.length > 0) {
+  if (config === undefined) return teamAuthFromFlags(byConnector);
+  if (anyFlag) {
+    const flags = memberFlags().map((f) => `--${f.name}`);
+    const named = flags.length > 1 ? `${flags.slice(0, -1).join(', ')} or ${flags.at(-1)}` : flags.join('');
     throw new SkyError(
       'invalid_request',
-      '--config cannot be combined with --bitbucket-cloud-user or --bitbucket-cloud-team: put every user and team in the roles file',
+      `--config cannot be combined with ${named}: put every user and team in the roles file`,
     );
   }
   let text: string;
@@ -182,6 +190,10 @@ async function destroyTeam(ctx: Context, values: Values): Promise<void> {
 
 const teamName = (description: string) =>
   ({ type: 'string', short: 'n', value: 'TEAM', description }) as const;
+/** Every connector's set-team flags, in the registry's order. */
+const memberFlags = (): CliFlag[] =>
+  CONNECTORS.flatMap((c) => [c.entries.userFlag, ...(c.entries.groupFlag ? [c.entries.groupFlag] : [])]);
+
 const nonInteractive = (description: string) => ({ type: 'boolean', description }) as const;
 
 export const setTeamCommand: CommandSpec = {
@@ -191,23 +203,17 @@ export const setTeamCommand: CommandSpec = {
   options: {
     'team-name': teamName('The team to create or modify'),
     'non-interactive': nonInteractive('Force apply configuration'),
-    'bitbucket-cloud-user': {
-      type: 'string',
-      multiple: true,
-      value: 'USERNAME',
-      description: 'A Bitbucket Cloud user (username, account id or {uuid}) to make an owner; repeatable',
-    },
-    'bitbucket-cloud-team': {
-      type: 'string',
-      multiple: true,
-      value: 'WORKSPACE',
-      description: 'A Bitbucket Cloud workspace (or workspace/group) to make an owner; repeatable',
-    },
+    ...Object.fromEntries(
+      memberFlags().map((f) => [
+        f.name,
+        { type: 'string', multiple: true, value: f.value, description: f.description } as const,
+      ]),
+    ),
     config: {
       type: 'string',
       short: 'c',
       value: 'FILE',
-      description: `Roles YAML: roles: [{name, bitbucket-cloud: {users, teams}}] (roles: ${ROLES.join(', ')})`,
+      description: `Roles YAML: roles: [{name, ${CONNECTORS.map((c) => `${c.entries.yamlKey}: {users${c.entries.yamlGroups ? `, ${c.entries.yamlGroups}` : ''}}`).join(', ')}}] (roles: ${ROLES.join(', ')})`,
     },
   },
   run: setTeam,

@@ -1,0 +1,75 @@
+import { Strategy as LocalStrategy } from 'passport-local';
+import type { ConnectorModule, Identity } from '../connector';
+import { SkyError } from '../errors';
+import { nameProblem, normaliseName, passwordMatches, type LocalUser } from './users';
+
+export const LOCAL = 'local';
+
+const identityOf = (user: LocalUser): Identity => ({
+  connector: LOCAL,
+  userId: user.name,
+  accountId: user.name,
+  userName: user.name,
+  name: user.name,
+  groups: [],
+});
+
+const refused = (): SkyError => new SkyError('invalid_grant', 'wrong username or password');
+
+/**
+ * Local users (Concourse's `CONCOURSE_ADD_LOCAL_USER`): the break-glass login that works while the
+ * upstream provider is down. A username/password form through passport-local, `grant_type=password`
+ * for `sky login -u -p`; bcrypt hashes compared in constant time; no groups and no upstream refresh
+ * (a refresh checks the user is still configured).
+ */
+export const localUsers: ConnectorModule = {
+  id: LOCAL,
+  displayName: 'a local user',
+  entries: {
+    yamlKey: LOCAL,
+    userFlag: {
+      name: 'local-user',
+      value: 'USERNAME',
+      description: 'A local user to make an owner; repeatable',
+    },
+    userKind: () => 'username',
+    check: (bare, where) => {
+      const problem = nameProblem(bare);
+      return problem ? `${where}: ${problem}` : null;
+    },
+    userIds: (identity) => (identity.userName ? [['username', identity.userName]] : []),
+  },
+  create({ config }) {
+    if (config.localUsers.length === 0) return null;
+    const users = new Map(config.localUsers.map((u) => [u.name, u]));
+    const check = async (username: string, password: string): Promise<Identity> => {
+      const user = await passwordMatches(users, username, password);
+      if (!user) throw refused();
+      return identityOf(user);
+    };
+    const plain = config.localUsers.filter((u) => u.plain).map((u) => u.name);
+    return {
+      login: 'password',
+      strategy: new LocalStrategy((username, password, done) => {
+        check(username, password).then(
+          (identity) => done(null, { identity }),
+          (err: unknown) =>
+            err instanceof SkyError && err.code === 'invalid_grant' ? done(null, false) : done(err),
+        );
+      }),
+      password: check,
+      revalidate: async (userId) => {
+        const user = users.get(normaliseName(userId));
+        if (!user)
+          throw new SkyError('invalid_grant', 'this local user is no longer configured: log in again');
+        return identityOf(user);
+      },
+      warnings:
+        plain.length === 0
+          ? []
+          : [
+              `CONCOURSE_ADD_LOCAL_USER gives the password of ${plain.join(', ')} in plain text: give a bcrypt hash instead (htpasswd -nbBC 10 NAME PASSWORD prints name:hash)`,
+            ],
+    };
+  },
+};

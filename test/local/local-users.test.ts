@@ -1,0 +1,239 @@
+import { Writable } from 'node:stream';
+import bcrypt from 'bcryptjs';
+import { createLogger } from '../../lib/log';
+import { FakeBitbucket } from '../../lib/testing';
+import { Browser } from '../harness/browser';
+import { loginAs, tokenRequest } from '../harness/login';
+import { startNode, testRedis, type TestNode } from '../harness/node';
+import { Keys } from '../../lib/store/keys';
+import { connectRedis } from '../../lib/store/redis';
+import { sky as cli, tempSkyrc } from '../cli/cli';
+
+/**
+ * Local users (issue #16): Concourse's CONCOURSE_ADD_LOCAL_USER, the break-glass login that works while
+ * Bitbucket Cloud is down. Real HTTP, real Redis, the fake Bitbucket (answering 503 where it says so).
+ */
+jest.setTimeout(60_000);
+
+const ADMIN_PASSWORD = 'correct horse battery staple';
+const CAROL_PASSWORD = 'pässwörd ✓ 日本';
+let fake: FakeBitbucket;
+let node: TestNode;
+const lines: string[] = [];
+
+beforeAll(async () => {
+  fake = await FakeBitbucket.start();
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  node = await startNode({
+    fake,
+    options: {
+      // admin in plain text (start-up warns), carol as a bcrypt hash (a unicode password).
+      localUsers: [`admin:${ADMIN_PASSWORD}`, `carol:${bcrypt.hashSync(CAROL_PASSWORD, 4)}`],
+      mainTeam: { users: ['alice'], localUsers: ['admin'] },
+      logger: createLogger('debug', sink),
+    },
+  });
+});
+afterAll(async () => {
+  await node?.close();
+  await fake?.stop();
+});
+afterEach(() => fake.clearFaults());
+
+/** The login page's password form, posted as a browser posts it (same origin). */
+async function formLogin(
+  browser: Browser,
+  username: string,
+  password: string,
+  extra: Record<string, string> = {},
+) {
+  return browser.request(`${node.url}/sky/login/local`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: node.url },
+    body: new URLSearchParams({ username, password, ...extra }).toString(),
+  });
+}
+
+const passwordGrant = (username: string, password: string) =>
+  tokenRequest(node.url, { grant_type: 'password', username, password });
+
+test('the login page lists both connectors: a Bitbucket Cloud button and a username/password form', async () => {
+  const page = await new Browser().request(`${node.url}/sky/login`);
+  expect(page.status).toBe(200);
+  expect(page.body).toContain('Log in with Bitbucket Cloud');
+  expect(page.body).toMatch(/<form class="password" method="post" action="[^"]*\/sky\/login\/local">/);
+  expect(page.body).toContain('name="password" type="password"');
+  // Picking Bitbucket goes to Bitbucket as before.
+  const chosen = await new Browser().request(`${node.url}/sky/login?connector=bitbucket-cloud`);
+  expect(chosen.status).toBe(302);
+  expect(chosen.location).toContain('/site/oauth2/authorize');
+  const unknown = await new Browser().request(`${node.url}/sky/login?connector=github`);
+  expect(unknown.status).toBe(400);
+  expect(unknown.body).toContain('connector must be one of bitbucket-cloud, local');
+});
+
+test('plain-text passwords get a start-up warning that names the user, never the password', () => {
+  const warning = lines.find((l) => l.includes('in plain text'));
+  expect(warning).toContain('admin');
+  expect(warning).not.toContain('carol');
+  expect(lines.join('\n')).not.toContain(ADMIN_PASSWORD);
+});
+
+test('with Bitbucket Cloud answering 503 to everything, a local admin logs in (browser and CLI) and changes a team', async () => {
+  fake.addFault({ status: 503, match: 'all' });
+  const browser = new Browser();
+  const landed = await formLogin(browser, 'admin', ADMIN_PASSWORD);
+  expect(landed.status).toBe(302);
+  expect(new URL(landed.location ?? '').searchParams.get('csrf_token')).toBeTruthy();
+  expect(browser.jar.has('skymarshal_auth')).toBe(true);
+  const user = await browser.request(`${node.url}/api/v1/user`);
+  expect(JSON.parse(user.body)).toMatchObject({
+    user_id: 'admin',
+    is_admin: true,
+    teams: { main: ['owner'] },
+  });
+
+  // sky login -u -p, then set-team through the CLI.
+  const skyrc = tempSkyrc();
+  const login = await cli(skyrc, ['-t', 'ci', 'login', '-c', node.url, '-u', 'admin', '-p', ADMIN_PASSWORD]);
+  expect(login).toMatchObject({ code: 0 });
+  expect(login.stdout).toContain('target saved');
+  const set = await cli(skyrc, [
+    '-t',
+    'ci',
+    'set-team',
+    '-n',
+    'break-glass',
+    '--local-user',
+    'carol',
+    '--bitbucket-cloud-user',
+    'bob',
+    '--non-interactive',
+  ]);
+  expect(set).toMatchObject({ code: 0 });
+  expect(set.stdout).toContain('team created');
+  // The CLI asks for the password when -p is not given.
+  const prompted = await cli(
+    tempSkyrc(),
+    ['-t', 'x', 'login', '-c', node.url, '-u', 'carol', '-n', 'break-glass'],
+    `${CAROL_PASSWORD}\n`,
+  );
+  expect(prompted).toMatchObject({ code: 0 });
+});
+
+test('a team with local: and bitbucket-cloud: entries round-trips through the API, Redis and the CLI; each matches only its own', async () => {
+  const admin = (await passwordGrant('admin', ADMIN_PASSWORD)).body['access_token'] as string;
+  const auth = {
+    owner: { users: ['local:carol', 'bitbucket-cloud:alice'], groups: [] },
+    viewer: { users: ['local:alice', 'bitbucket-cloud:carol'], groups: ['bitbucket-cloud:elsewhere'] },
+  };
+  const put = await fetch(`${node.url}/api/v1/teams/mixed`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ auth }),
+  });
+  expect(put.status).toBe(201);
+  const got = (await (
+    await fetch(`${node.url}/api/v1/teams/mixed`, { headers: { authorization: `Bearer ${admin}` } })
+  ).json()) as { auth: unknown };
+  expect(got.auth).toEqual(auth);
+  const redis = connectRedis(testRedis());
+  try {
+    const stored = await redis.hget(new Keys(node.prefix).teamConfigs, 'mixed');
+    expect(JSON.parse(stored ?? 'null')).toEqual(auth);
+  } finally {
+    redis.disconnect();
+  }
+  const skyrc = tempSkyrc();
+  await cli(skyrc, ['-t', 'ci', 'login', '-c', node.url, '-u', 'admin', '-p', ADMIN_PASSWORD]);
+  const shown = await cli(skyrc, ['-t', 'ci', 'get-team', '-n', 'mixed', '--json']);
+  expect((JSON.parse(shown.stdout) as { auth: unknown }).auth).toEqual(auth);
+
+  // carol the local user is an owner, Bitbucket's alice an owner; local:alice and bitbucket-cloud:carol
+  // are other people (viewers).
+  const carol = (await passwordGrant('carol', CAROL_PASSWORD)).body['access_token'] as string;
+  const carolTeams = (await (
+    await fetch(`${node.url}/api/v1/user`, { headers: { authorization: `Bearer ${carol}` } })
+  ).json()) as { teams: Record<string, string[]> };
+  expect(carolTeams.teams['mixed']).toEqual(['owner']);
+  const alice = await loginAs(node.url, fake, 'alice', { pick: true });
+  const aliceTeams = (await (await fetch(`${node.url}/api/v1/user`, { headers: alice.bearer })).json()) as {
+    teams: Record<string, string[]>;
+  };
+  expect(aliceTeams.teams['mixed']).toEqual(['owner']);
+});
+
+test('wrong password, unknown user, 1 MB password, unicode, empty: one answer, in bounded time, and no password logged', async () => {
+  const tries: [string, string][] = [
+    ['admin', 'wrong'],
+    ['nobody', ADMIN_PASSWORD],
+    ['admin', 'x'.repeat(1024 * 1024)],
+    ['admin', 'pässwörd ✓'],
+    ['carol', CAROL_PASSWORD.normalize('NFD') + 'x'],
+    ['admin', ''],
+    ['', ''],
+  ];
+  for (const [username, password] of tries) {
+    const started = Date.now();
+    const grant = await passwordGrant(username, password);
+    const form = await formLogin(new Browser(), username, password);
+    const ms = Date.now() - started;
+    const context = `${username.slice(0, 10)}/${password.slice(0, 10)}`;
+    expect({ context, status: grant.status, body: grant.body }).toEqual({
+      context,
+      status: 400,
+      body: { error: 'invalid_grant', error_description: 'Wrong username or password.' },
+    });
+    expect({ context, status: form.status }).toEqual({ context, status: 401 });
+    expect(form.body).toContain('Wrong username or password.');
+    expect({ context, bounded: ms < 5_000 }).toEqual({ context, bounded: true });
+  }
+  const logged = lines.join('\n');
+  for (const [, password] of tries)
+    if (password.length > 3) expect(logged).not.toContain(password.slice(0, 40));
+  expect(logged).not.toContain(CAROL_PASSWORD);
+});
+
+test('failed passwords are limited per username (whatever the address) and the form refuses other sites', async () => {
+  for (let i = 0; i < 10; i++) expect((await passwordGrant('dave', `guess-${i}`)).status).toBe(400);
+  const limited = await passwordGrant('dave', 'guess-10');
+  expect(limited.status).toBe(429);
+  expect(String(limited.body['error_description'])).toContain('Too many failed logins for this username');
+  // Another username is not held back by dave's failures.
+  expect((await passwordGrant('admin', ADMIN_PASSWORD)).status).toBe(200);
+  const crossSite = await new Browser().request(`${node.url}/sky/login/local`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+    body: new URLSearchParams({ username: 'admin', password: ADMIN_PASSWORD }).toString(),
+  });
+  expect(crossSite.status).toBe(403);
+  // Fetch Metadata decides when a browser sends it (sky's no-referrer pages make the Origin "null").
+  const fromElsewhere = await new Browser().request(`${node.url}/sky/login/local`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      'sec-fetch-site': 'cross-site',
+      origin: 'null',
+    },
+    body: new URLSearchParams({ username: 'admin', password: ADMIN_PASSWORD }).toString(),
+  });
+  expect(fromElsewhere.status).toBe(403);
+});
+
+test('a refresh of a local login checks the user is still configured; there is no upstream', async () => {
+  const first = await passwordGrant('admin', ADMIN_PASSWORD);
+  expect(first.status).toBe(200);
+  fake.addFault({ status: 503, match: 'all' });
+  const before = fake.requests.length;
+  const refreshed = await tokenRequest(node.url, {
+    grant_type: 'refresh_token',
+    refresh_token: String(first.body['refresh_token']),
+  });
+  expect(refreshed.status).toBe(200);
+  expect(fake.requests.length).toBe(before);
+});
