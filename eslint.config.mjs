@@ -50,6 +50,27 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { paths: ['nock'] }],
     },
   },
+  {
+    // The page scripts (lib/http/pages/assets): plain browser JavaScript that the pages put inline.
+    files: ['lib/**/assets/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: Object.fromEntries(
+        [
+          'AbortController',
+          'clearTimeout',
+          'document',
+          'fetch',
+          'history',
+          'location',
+          'navigator',
+          'sessionStorage',
+          'setTimeout',
+          'URL',
+        ].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
   // The product is linted with type information (typescript-eslint's type-checked rules).
   {
     files: ['lib/**/*.ts'],

@@ -1,6 +1,7 @@
 import { BitbucketClient } from '../lib/bitbucket/client';
 import { SkyError } from '../lib/errors';
 import type { FakeBitbucket } from '../lib/testing';
+import { exchangeCode } from '../test/bitbucket/fake-login';
 import { timed } from './stats';
 
 /** What a client holds after a sky login. */
@@ -94,7 +95,7 @@ export async function dexSequential(
   const code = new URL(redirected(await hop(authorize.href), 'the fake authorize')).searchParams.get('code');
   if (!code) throw new Error('the fake authorize gave no code');
   const { ms } = await timed(async () => {
-    const tokens = await client.exchangeCode(code, DEX_CALLBACK);
+    const tokens = await exchangeCode(fake, code, DEX_CALLBACK);
     await client.user(tokens.accessToken);
     await client.emails(tokens.accessToken);
     const workspaces = await client.workspaces(tokens.accessToken);

@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { onNodeCores } from './cores';
@@ -28,6 +28,9 @@ export async function buildNodes(log: (line: string) => void): Promise<void> {
       `warning: tsc reported errors; benchmarking what it emitted\n${out.split('\n').slice(0, 5).join('\n')}`,
     );
   }
+  // The pages' style sheet and scripts are read from beside the compiled pages (as `npm run build` does).
+  const assets = path.join('lib', 'http', 'pages', 'assets');
+  cpSync(path.join(ROOT, assets), path.join(OUT, assets), { recursive: true });
 }
 
 export interface BenchNode {

@@ -2,11 +2,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BitbucketCloudConfig } from '../config/types';
 import type { UpstreamTokens } from '../connector';
 
-export interface AuthorizeParams {
-  state: string;
-  codeChallenge: string;
-  redirectUri: string;
-}
 import { OptionalCalls } from './optional';
 import { SkyError } from '../errors';
 import type { Logger } from '../log';
@@ -36,10 +31,28 @@ export interface BitbucketGroup {
   members: { uuid: string; account_id?: string }[];
 }
 
-const MAX_BODY_BYTES = 1024 * 1024;
+/** The most sky reads of one answer (the token request's sockets have the same cap). */
+export const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_PAGES = 100;
 const MAX_RETRY_AFTER_MS = 2_000;
-const SCOPE = 'account email';
+/** What sky asks for: the account and its email addresses (SPEC §4.1). */
+export const SCOPE = 'account email';
+
+/** HTTP Basic client authentication: how Bitbucket wants the consumer's id and secret. */
+export function clientBasic(config: Pick<BitbucketCloudConfig, 'clientId' | 'clientSecret'>): string {
+  return `Basic ${Buffer.from(`${config.clientId}:${config.clientSecret}`).toString('base64')}`;
+}
+
+/** The OAuth 2.0 endpoints of Bitbucket Cloud, on its web origin. */
+export function oauthUrls(config: Pick<BitbucketCloudConfig, 'webUrl'>): {
+  authorize: string;
+  token: string;
+} {
+  return {
+    authorize: `${config.webUrl}/site/oauth2/authorize`,
+    token: `${config.webUrl}/site/oauth2/access_token`,
+  };
+}
 
 interface Answer {
   status: number;
@@ -69,35 +82,24 @@ export class BitbucketClient {
     this.optional = new OptionalCalls(options.log);
   }
 
-  authorizeUrl(params: AuthorizeParams): string {
-    const query = Object.entries({
-      client_id: this.config.clientId,
-      response_type: 'code',
-      scope: SCOPE,
-      redirect_uri: params.redirectUri,
-      state: params.state,
-      code_challenge: params.codeChallenge,
-      code_challenge_method: 'S256',
-    })
-      // %20 rather than URLSearchParams' "+": the form Bitbucket documents and passport-oauth2 sends.
-      .map(([k, v]) => `${k}=${encodeURIComponent(v)}`)
-      .join('&');
-    return `${this.config.webUrl}/site/oauth2/authorize?${query}`;
-  }
-
-  exchangeCode(code: string, redirectUri: string, codeVerifier?: string): Promise<UpstreamTokens> {
-    const form: Record<string, string> = {
-      grant_type: 'authorization_code',
-      code,
-      redirect_uri: redirectUri,
-    };
-    if (codeVerifier) form['code_verifier'] = codeVerifier;
-    return this.token(form, 'invalid_grant');
-  }
-
   /** Refresh tokens rotate: the answer carries the one to use next time. */
-  refresh(refreshToken: string): Promise<UpstreamTokens> {
-    return this.token({ grant_type: 'refresh_token', refresh_token: refreshToken }, 'upstream_revoked');
+  async refresh(refreshToken: string): Promise<UpstreamTokens> {
+    const answer = await this.call(
+      oauthUrls(this.config).token,
+      {
+        method: 'POST',
+        headers: {
+          authorization: clientBasic(this.config),
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }).toString(),
+      },
+      'the token request',
+      false,
+    );
+    if (answer.status !== 200) throw tokenRefusal(answer.status, answer.body, 'upstream_revoked');
+    return tokenAnswer(answer.body);
   }
 
   async user(accessToken: string): Promise<BitbucketUser> {
@@ -243,60 +245,6 @@ export class BitbucketClient {
     return answer.body;
   }
 
-  private async token(
-    form: Record<string, string>,
-    onInvalidGrant: 'invalid_grant' | 'upstream_revoked',
-  ): Promise<UpstreamTokens> {
-    const basic = Buffer.from(`${this.config.clientId}:${this.config.clientSecret}`).toString('base64');
-    const answer = await this.call(
-      `${this.config.webUrl}/site/oauth2/access_token`,
-      {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${basic}`,
-          'content-type': 'application/x-www-form-urlencoded',
-          accept: 'application/json',
-        },
-        body: new URLSearchParams(form).toString(),
-      },
-      'the token request',
-      false,
-    );
-    const body = isObject(answer.body) ? answer.body : {};
-    if (answer.status === 400 && body['error'] === 'invalid_grant') {
-      throw new SkyError(
-        onInvalidGrant,
-        'Bitbucket Cloud refused the grant (it was used, expired, or access was revoked)',
-      );
-    }
-    if (answer.status === 401 || body['error'] === 'invalid_client') {
-      throw new SkyError(
-        'upstream_error',
-        'Bitbucket Cloud refused the OAuth consumer: check the client id and secret',
-      );
-    }
-    if (answer.status !== 200) {
-      // The OAuth error code is a fixed word from RFC 6749, safe to show; the description is not shown.
-      const code = str(body['error']) && /^[a-z_]{1,40}$/.test(body['error']) ? ` (${body['error']})` : '';
-      throw new SkyError(
-        'upstream_error',
-        `Bitbucket Cloud answered ${answer.status}${code} to the token request`,
-      );
-    }
-    const expiresIn = Number(body['expires_in']);
-    const scope = str(body['scope']) ? body['scope'] : str(body['scopes']) ? body['scopes'] : '';
-    if (!str(body['access_token']) || body['access_token'] === '' || !Number.isFinite(expiresIn))
-      throw garbage('the token request');
-    return {
-      accessToken: body['access_token'],
-      ...(str(body['refresh_token']) && body['refresh_token'] !== ''
-        ? { refreshToken: body['refresh_token'] }
-        : {}),
-      expiresAt: Date.now() + expiresIn * 1000,
-      scopes: scope.split(/[\s,]+/).filter((s) => s !== ''),
-    };
-  }
-
   /**
    * One call with a timeout, no redirects, a capped body and bounded retries on 429/5xx (honouring
    * Retry-After up to a cap). A POST is retried only when the server said so, never after a lost answer.
@@ -372,6 +320,53 @@ export class BitbucketClient {
       return { status: res.status, headers: res.headers, body: null };
     }
   }
+}
+
+/**
+ * What a refused token request (any status but 200) means, for the refresh here and for the code
+ * exchange in the strategy. The OAuth error code is a fixed word from RFC 6749, safe to show; the
+ * description is not shown.
+ */
+export function tokenRefusal(
+  status: number,
+  body: unknown,
+  onInvalidGrant: 'invalid_grant' | 'upstream_revoked',
+): SkyError {
+  const answer = isObject(body) ? body : {};
+  if (status === 400 && answer['error'] === 'invalid_grant')
+    return new SkyError(
+      onInvalidGrant,
+      'Bitbucket Cloud refused the grant (it was used, expired, or access was revoked)',
+    );
+  if (status === 401 || answer['error'] === 'invalid_client')
+    return new SkyError(
+      'upstream_error',
+      'Bitbucket Cloud refused the OAuth consumer: check the client id and secret',
+    );
+  if (status === 429)
+    return new SkyError(
+      'upstream_rate_limited',
+      'Bitbucket Cloud is rate-limiting sky (429) while reading the token request',
+    );
+  const code = str(answer['error']) && /^[a-z_]{1,40}$/.test(answer['error']) ? ` (${answer['error']})` : '';
+  return new SkyError('upstream_error', `Bitbucket Cloud answered ${status}${code} to the token request`);
+}
+
+/** The tokens of a token request's 200 answer; anything else in its place is garbage (502). */
+export function tokenAnswer(body: unknown): UpstreamTokens {
+  const answer = isObject(body) ? body : {};
+  const expiresIn = Number(answer['expires_in']);
+  const scope = str(answer['scope']) ? answer['scope'] : str(answer['scopes']) ? answer['scopes'] : '';
+  if (!str(answer['access_token']) || answer['access_token'] === '' || !Number.isFinite(expiresIn))
+    throw garbage('the token request');
+  return {
+    accessToken: answer['access_token'],
+    ...(str(answer['refresh_token']) && answer['refresh_token'] !== ''
+      ? { refreshToken: answer['refresh_token'] }
+      : {}),
+    expiresAt: Date.now() + expiresIn * 1000,
+    scopes: scope.split(/[\s,]+/).filter((s) => s !== ''),
+  };
 }
 
 /** Retry-After in seconds or as an HTTP date (RFC 9110 §10.2.3); undefined when absent or unreadable. */

@@ -1,9 +1,26 @@
+import http from 'node:http';
+import https from 'node:https';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Request } from 'express';
-import { Strategy as OAuth2Strategy, type StateStore, type VerifyFunctionWithRequest } from 'passport-oauth2';
+import {
+  InternalOAuthError,
+  Strategy as OAuth2Strategy,
+  type StateStore,
+  type VerifyCallback,
+} from 'passport-oauth2';
 import type { BitbucketCloudConfig } from '../config/types';
 import type { Identity, PkceStateStore, UpstreamTokens } from '../connector';
-import { isSkyError } from '../errors';
-import { BitbucketClient } from './client';
+import { isSkyError, SkyError } from '../errors';
+import {
+  BitbucketClient,
+  clientBasic,
+  MAX_BODY_BYTES,
+  oauthUrls,
+  SCOPE,
+  tokenAnswer,
+  tokenRefusal,
+} from './client';
 import { BITBUCKET_CLOUD, fetchIdentity } from './identity';
 
 export { BITBUCKET_CLOUD };
@@ -12,7 +29,7 @@ export type VerifyIdentity = (
   req: Request,
   tokens: UpstreamTokens,
   identity: Identity,
-  done: (err: unknown, user?: Express.User | false, info?: unknown) => void,
+  done: VerifyCallback,
 ) => void;
 
 export interface BitbucketStrategyOptions {
@@ -25,64 +42,180 @@ export interface BitbucketStrategyOptions {
 
 export type { PkceStateStore };
 
-type TokenCallback = (err: unknown, accessToken?: string, refreshToken?: string, params?: unknown) => void;
+const TOKEN_REQUEST = 'the token request';
 
 /**
- * Bitbucket Cloud login as a Passport strategy, passport-oauth2 underneath (usable on its own). The token
- * exchange and the profile go through BitbucketClient, so both get timeouts, retries and clear errors.
+ * The token request's socket gets the client's bounds: `timeoutMs` for connecting and for every wait
+ * for bytes, and at most MAX_BODY_BYTES read. A socket past either is destroyed with the SkyError,
+ * which node-oauth hands to passport-oauth2 as the request's error (node-oauth itself has no timeout).
+ */
+function bound(socket: Duplex | null | undefined, timeoutMs: number): void {
+  if (!(socket instanceof Socket)) return;
+  socket.setTimeout(timeoutMs, () =>
+    socket.destroy(
+      new SkyError(
+        'upstream_timeout',
+        `Bitbucket Cloud did not answer within ${timeoutMs} ms (${TOKEN_REQUEST})`,
+      ),
+    ),
+  );
+  let size = 0;
+  socket.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES)
+      socket.destroy(
+        new SkyError(
+          'upstream_error',
+          `Bitbucket Cloud sent more than ${MAX_BODY_BYTES} bytes for ${TOKEN_REQUEST}`,
+        ),
+      );
+  });
+}
+
+class BoundedHttpsAgent extends https.Agent {
+  constructor(private readonly timeoutMs: number) {
+    super({ keepAlive: false });
+  }
+  override createConnection(
+    options: https.RequestOptions,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    const socket = super.createConnection(options, callback);
+    bound(socket, this.timeoutMs);
+    return socket;
+  }
+}
+
+/** For a web URL configured as http:// (the bundled fake Bitbucket, a test double). */
+class BoundedHttpAgent extends http.Agent {
+  constructor(private readonly timeoutMs: number) {
+    super({ keepAlive: false });
+  }
+  override createConnection(
+    options: http.ClientRequestArgs,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    const socket = super.createConnection(options, callback);
+    bound(socket, this.timeoutMs);
+    return socket;
+  }
+}
+
+function parsed(body: unknown): unknown {
+  if (typeof body !== 'string') return body;
+  try {
+    return JSON.parse(body) as unknown;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * sky's error for what passport-oauth2 reports: its InternalOAuthError wraps node-oauth's failure (a
+ * socket error, or a status with an empty body), and a 200 without an access token is a bare Error.
+ */
+function upstreamFailure(err: unknown): unknown {
+  if (isSkyError(err)) return err;
+  if (err instanceof InternalOAuthError) {
+    const cause: unknown = err.oauthError;
+    if (isSkyError(cause)) return cause;
+    if (
+      typeof cause === 'object' &&
+      cause !== null &&
+      'statusCode' in cause &&
+      typeof cause.statusCode === 'number'
+    )
+      return tokenRefusal(cause.statusCode, parsed('data' in cause ? cause.data : null), 'invalid_grant');
+    return new SkyError('upstream_unavailable', `Bitbucket Cloud cannot be reached (${TOKEN_REQUEST})`, {
+      cause,
+    });
+  }
+  if (err instanceof Error && err.message === 'Failed to obtain access token')
+    return new SkyError(
+      'upstream_error',
+      `Bitbucket Cloud answered ${TOKEN_REQUEST} without an access token`,
+    );
+  return err;
+}
+
+/**
+ * Bitbucket Cloud login as a Passport strategy: passport-oauth2 through its public options and methods.
+ * HTTP Basic client authentication is a custom header; the token request's sockets are bounded by the
+ * client's timeout and body cap (an agent); refusals become sky's errors in `parseErrorResponse`; the
+ * profile is `userProfile` (BitbucketClient, with its timeouts and retries). Usable on its own.
+ *
+ * The code exchange is one attempt: a code is single-use, and a lost answer cannot be told from a
+ * consumed code. A failed exchange ends that login with its error page; logging in again starts over.
  */
 export class BitbucketStrategy extends OAuth2Strategy {
   readonly client: BitbucketClient;
+  private readonly config: BitbucketCloudConfig;
 
   constructor(options: BitbucketStrategyOptions, verify: VerifyIdentity) {
     const { config } = options;
-    const client = options.client ?? new BitbucketClient(config);
+    const urls = oauthUrls(config);
     super(
       {
-        authorizationURL: `${config.webUrl}/site/oauth2/authorize`,
-        tokenURL: `${config.webUrl}/site/oauth2/access_token`,
+        authorizationURL: urls.authorize,
+        tokenURL: urls.token,
         clientID: config.clientId,
         clientSecret: config.clientSecret,
+        customHeaders: { Authorization: clientBasic(config), Accept: 'application/json' },
         callbackURL: options.callbackURL,
-        scope: 'account email',
+        scope: SCOPE,
         scopeSeparator: ' ',
         pkce: true,
         state: true,
+        // passport-oauth2 calls a store of five parameters with the PKCE verifier; its types list only
+        // the older forms of a store.
         store: options.store as unknown as StateStore,
         passReqToCallback: true,
       },
-      // Six parameters on purpose: passport-oauth2 passes the token params only to a 6-arity verify.
-      ((
+      // Six parameters on purpose: passport-oauth2 passes the token answer only to a 6-arity verify.
+      (
         req: Request,
-        _access: string,
-        _refresh: string,
-        params: { tokens: UpstreamTokens },
-        profile: Identity,
-        done: Parameters<VerifyIdentity>[3],
-      ) => verify(req, params.tokens, profile, done)) as unknown as VerifyFunctionWithRequest,
+        accessToken: string,
+        refreshToken: string,
+        answer: Record<string, unknown>,
+        identity: Identity,
+        done: VerifyCallback,
+      ) => {
+        let tokens: UpstreamTokens;
+        try {
+          tokens = tokenAnswer({ ...answer, access_token: accessToken, refresh_token: refreshToken });
+        } catch (err) {
+          done(err);
+          return;
+        }
+        verify(req, tokens, identity, done);
+      },
     );
     this.name = BITBUCKET_CLOUD;
-    this.client = client;
-    const oauth2 = this._oauth2 as unknown as {
-      getOAuthAccessToken: (code: string, params: Record<string, string>, cb: TokenCallback) => void;
-    };
-    oauth2.getOAuthAccessToken = (code, params, cb) => {
-      client.exchangeCode(code, params['redirect_uri'] ?? options.callbackURL, params['code_verifier']).then(
-        (tokens) => cb(null, tokens.accessToken, tokens.refreshToken ?? '', { tokens }),
-        (err: unknown) => cb(err),
-      );
-    };
-    this.userProfile = (accessToken: string, done: (err?: unknown, profile?: unknown) => void) => {
-      fetchIdentity(client, config, accessToken).then(
-        (identity) => done(null, identity),
-        (err: unknown) => done(err),
-      );
-    };
+    this.config = config;
+    this.client = options.client ?? new BitbucketClient(config);
+    this._oauth2.setAgent(
+      urls.token.startsWith('https:')
+        ? new BoundedHttpsAgent(config.timeoutMs)
+        : new BoundedHttpAgent(config.timeoutMs),
+    );
   }
 
-  /** Our errors reach Express unchanged (passport-oauth2 would wrap them in InternalOAuthError). */
-  protected _createOAuthError(message: string, err: unknown): Error {
-    if (isSkyError(err)) return err;
-    return new Error(message, { cause: err });
+  /** Every error this strategy reports reaches Express as sky's own error (SkyError), never wrapped. */
+  override authenticate(req: Request, options?: object): void {
+    const error = this.error.bind(this);
+    this.error = (err: Error) => error(upstreamFailure(err));
+    super.authenticate(req, options);
+  }
+
+  override userProfile(accessToken: string, done: (err?: unknown, profile?: Identity) => void): void {
+    fetchIdentity(this.client, this.config, accessToken).then(
+      (identity) => done(null, identity),
+      (err: unknown) => done(err),
+    );
+  }
+
+  /** A refused code exchange (a status other than 2xx, with a body). */
+  override parseErrorResponse(body: unknown, status: number): Error {
+    return tokenRefusal(status, parsed(body), 'invalid_grant');
   }
 }

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { escapeHtml } from '../http/pages';
+import { html, trusted, type Html } from '../http/pages/html';
 import type { FakeUser } from './fixtures';
 
 /**
- * The fake's HTML: the consent page and its error pages. Plain HTML, no script, everything escaped.
+ * The fake's HTML: the consent page and its error pages. Plain HTML, no script, written with sky's
+ * `html` template (every value escaped).
  * It looks like its own site (Bitbucket blue) with sky's layout, and says plainly that it is a fake.
  */
 
@@ -39,42 +40,37 @@ export const PAGE_CSP =
   `default-src 'none'; style-src 'sha256-${createHash('sha256').update(STYLE).digest('base64')}'; ` +
   "form-action *; frame-ancestors 'none'; base-uri 'none'";
 
-/** A whole page; `body` must already be escaped HTML. */
-function htmlPage(title: string, body: string, tone: 'error' | '' = ''): string {
-  return (
-    `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
-    `<meta name="viewport" content="width=device-width, initial-scale=1">` +
-    `<title>${escapeHtml(title)} · Fake Bitbucket Cloud</title><style>${STYLE}</style></head>` +
-    `<body><header><div>Bitbucket Cloud <span class="badge">fake</span></div></header>` +
-    `<main><div class="card${tone ? ` ${tone}` : ''}"><h1>${escapeHtml(title)}</h1>${body}</div></main></body></html>`
-  );
+/** A whole page. */
+function htmlPage(title: string, body: Html, tone: 'error' | '' = ''): string {
+  return html`<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title} · Fake Bitbucket Cloud</title><style>${trusted(STYLE)}</style></head>
+<body><header><div>Bitbucket Cloud <span class="badge">fake</span></div></header>
+<main><div class="card${tone ? ` ${tone}` : ''}"><h1>${title}</h1>${body}</div></main></body></html>`.text;
 }
 
 export function errorPage(title: string, message: string): string {
-  return htmlPage(title, `<p>${escapeHtml(message)}</p>`, 'error');
+  return htmlPage(title, html`<p>${message}</p>`, 'error');
 }
 
-function userOption(user: FakeUser): string {
+function userOption(user: FakeUser): Html {
   const login = user.username ?? `nickname ${user.nickname}`;
-  return `<option value="${escapeHtml(user.key)}">${escapeHtml(user.display_name)} (${escapeHtml(login)})</option>`;
+  return html`<option value="${user.key}">${user.display_name} (${login})</option>`;
 }
 
 /** The authorize page: pick a fixture user, then grant or deny; the query travels in hidden fields. */
 export function consentPage(query: URLSearchParams, users: FakeUser[]): string {
   const hidden = [...query]
     .filter(([name]) => name !== 'user' && name !== 'decision')
-    .map(([name, value]) => `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`)
-    .join('');
+    .map(([name, value]) => html`<input type="hidden" name="${name}" value="${value}">`);
   const client = query.get('client_id') ?? 'An application';
   return htmlPage(
     'Grant access',
-    `<p><code>${escapeHtml(client)}</code> wants to:</p>` +
-      '<ul><li>read your account information</li><li>read your email addresses</li></ul>' +
-      '<p class="muted">This is the bundled fake Bitbucket Cloud, for development and tests: ' +
-      'choose which fixture user you are.</p>' +
-      `<form method="post" action="/site/oauth2/authorize">${hidden}` +
-      `<label for="user">Log in as</label><select id="user" name="user">${users.map(userOption).join('')}</select>` +
-      '<div class="actions"><button class="grant" type="submit" name="decision" value="grant">Grant access</button>' +
-      '<button class="deny" type="submit" name="decision" value="deny">Deny</button></div></form>',
+    html`<p><code>${client}</code> wants to:</p>
+<ul><li>read your account information</li><li>read your email addresses</li></ul>
+<p class="muted">This is the bundled fake Bitbucket Cloud, for development and tests: choose which fixture user you are.</p>
+<form method="post" action="/site/oauth2/authorize">${hidden}
+<label for="user">Log in as</label><select id="user" name="user">${users.map(userOption)}</select>
+<div class="actions"><button class="grant" type="submit" name="decision" value="grant">Grant access</button><button class="deny" type="submit" name="decision" value="deny">Deny</button></div></form>`,
   );
 }

@@ -1,4 +1,4 @@
-import type { BitbucketClient } from '../../lib/bitbucket';
+import { clientBasic, oauthUrls, tokenAnswer, tokenRefusal } from '../../lib/bitbucket/client';
 import type { UpstreamTokens } from '../../lib/connector';
 import type { FakeBitbucket } from '../../lib/testing';
 
@@ -25,13 +25,34 @@ export async function codeFor(
   return code;
 }
 
-/** A fresh grant for `user`: what a login leaves behind. */
-export async function tokensFor(
+/**
+ * The code exchange as a client makes it (HTTP Basic, as Bitbucket asks), read as sky reads it. sky's own
+ * exchange is BitbucketStrategy's (passport-oauth2); this one is for tests and the dex-style benchmark.
+ */
+export async function exchangeCode(
   fake: FakeBitbucket,
-  client: BitbucketClient,
-  user: string,
+  code: string,
+  redirectUri: string = CALLBACK,
+  verifier?: string,
 ): Promise<UpstreamTokens> {
-  return client.exchangeCode(await codeFor(fake, user), CALLBACK);
+  const form = new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri });
+  if (verifier) form.set('code_verifier', verifier);
+  const res = await fetch(oauthUrls(fake).token, {
+    method: 'POST',
+    headers: {
+      authorization: clientBasic({ clientId: fake.client.id, clientSecret: fake.client.secret }),
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: form,
+  });
+  const body: unknown = await res.json().catch(() => null);
+  if (res.status !== 200) throw tokenRefusal(res.status, body, 'invalid_grant');
+  return tokenAnswer(body);
+}
+
+/** A fresh grant for `user`: what a login leaves behind. */
+export async function tokensFor(fake: FakeBitbucket, user: string): Promise<UpstreamTokens> {
+  return exchangeCode(fake, await codeFor(fake, user));
 }
 
 /** The rejection of `promise`, so a test can assert on its code, status and message together. */

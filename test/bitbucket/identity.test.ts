@@ -20,7 +20,7 @@ afterEach(() => {
 async function identityOf(user: string, overrides: Partial<BitbucketCloudConfig> = {}): Promise<Identity> {
   const config = fake.connectorConfig(overrides);
   const client = new BitbucketClient(config);
-  const { accessToken } = await tokensFor(fake, client, user);
+  const { accessToken } = await tokensFor(fake, user);
   fake.resetRequests();
   return fetchIdentity(client, config, accessToken);
 }
@@ -90,7 +90,7 @@ describe('identity (SPEC §5.2)', () => {
   test('user, emails and workspaces are requested concurrently', async () => {
     const config = fake.connectorConfig();
     const client = new BitbucketClient(config);
-    const { accessToken } = await tokensFor(fake, client, 'alice');
+    const { accessToken } = await tokensFor(fake, 'alice');
     fake.resetRequests();
     fake.addFault({ match: 'api', latencyMs: 100 });
     await fetchIdentity(client, config, accessToken);

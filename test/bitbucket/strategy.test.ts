@@ -145,6 +145,13 @@ test('a full login: authorize URL with PKCE, then verify gets the tokens and the
   expect(tokens.expiresAt).toBeGreaterThan(Date.now() + 7_000_000);
   // The fake checks the PKCE verifier against the challenge: one token request, and it passed.
   expect(fake.count('/site/oauth2/access_token')).toBe(1);
+  // Client authentication is HTTP Basic (passport-oauth2's customHeaders), nothing in the query.
+  const [post] = fake.requests.filter((r) => r.path === '/site/oauth2/access_token');
+  expect(post?.method).toBe('POST');
+  expect(post?.headers['authorization']).toBe(
+    `Basic ${Buffer.from(`${fake.client.id}:${fake.client.secret}`).toString('base64')}`,
+  );
+  expect(post?.query).toEqual({});
   const api = fake.requests.filter((r) => r.path.startsWith('/2.0/'));
   for (const r of api) expect(r.headers['authorization']).toBe(`Bearer ${tokens.accessToken}`);
 });
@@ -183,4 +190,56 @@ test('a user outside the teams allow-list: not_in_allowed_teams (403) reaches th
   expect(callback.status).toBe(403);
   expect(await callback.json()).toEqual({ code: 'not_in_allowed_teams' });
   expect((app.errors[0] as SkyError).message).toContain('acme');
+});
+
+test('a wrong client secret: upstream_error (502) that names the consumer, not the secret', async () => {
+  const app = await startApp({ clientSecret: 'not-the-secret-123' });
+  const { callback } = await login(app, 'alice');
+  expect(callback.status).toBe(502);
+  expect(await callback.json()).toEqual({ code: 'upstream_error' });
+  const err = app.errors[0] as SkyError;
+  expect(err).toBeInstanceOf(SkyError);
+  expect(err.message).toContain('client id and secret');
+  expect(err.message).not.toContain('not-the-secret-123');
+});
+
+test.each([
+  ['503', { status: 503 } as const, 'upstream_error', 'answered 503 to the token request'],
+  ['500', { status: 500 } as const, 'upstream_error', 'answered 500'],
+  ['no answer at all', { kind: 'hang' } as const, 'upstream_timeout', 'did not answer within 300 ms'],
+  [
+    'slower than the timeout',
+    { latencyMs: 800 } as const,
+    'upstream_timeout',
+    'did not answer within 300 ms',
+  ],
+  ['a 20 MB body', { kind: 'huge' } as const, 'upstream_error', 'more than 1048576 bytes'],
+  ['a redirect elsewhere', { kind: 'redirect' } as const, 'upstream_error', 'without an access token'],
+  ['malformed JSON', { kind: 'malformed' } as const, 'upstream_error', 'without an access token'],
+])('the code exchange is one bounded attempt: %s is %s', async (_name, fault, code, message) => {
+  const app = await startApp({ timeoutMs: 300 });
+  fake.addFault({ match: 'token', ...fault });
+  const started = Date.now();
+  const { callback } = await login(app, 'alice');
+  expect(Date.now() - started).toBeLessThan(3_000);
+  expect(await callback.json()).toEqual({ code });
+  expect((app.errors[0] as SkyError).message).toContain(message);
+  expect(fake.count('/site/oauth2/access_token')).toBe(1);
+  expect(app.verified).toHaveLength(0);
+});
+
+test('Bitbucket gone between the two legs: upstream_unavailable (503), the code not in the message', async () => {
+  const gone = await FakeBitbucket.start();
+  const app = await startApp({ ...gone.connectorConfig(), timeoutMs: 300 });
+  const start = await fetch(`${app.url}/login`, { redirect: 'manual' });
+  gone.consentAs('alice');
+  const consent = await fetch(start.headers.get('location') ?? '', { redirect: 'manual' });
+  const back = consent.headers.get('location') ?? '';
+  const code = new URL(back).searchParams.get('code') ?? '';
+  expect(code).not.toBe('');
+  await gone.stop();
+  const callback = await fetch(back, { redirect: 'manual' });
+  expect(callback.status).toBe(503);
+  expect(await callback.json()).toEqual({ code: 'upstream_unavailable' });
+  expect((app.errors[0] as SkyError).message).not.toContain(code);
 });
