@@ -1,6 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
 import { SkyError } from '../errors';
 import { DEFAULT_CONNECTOR } from '../connectors';
 import { LOCAL } from '../local/connector';
@@ -9,7 +8,7 @@ import { parseRolesYaml, teamAuthFromFlags, type TeamAuth } from '../teams/auth'
 import { applyDexYaml } from './dex';
 import { durationMs, type DurationRule } from './duration';
 import { applyEnv } from './env';
-import type { Layered, SkyOptions, Sourced } from './options';
+import { optionsSchema, type Layered, type SkyOptions, type Sourced } from './options';
 import type { BitbucketCloudConfig, Config } from './types';
 
 export type { SkyOptions } from './options';
@@ -27,75 +26,6 @@ const DURATIONS = {
   shutdownGrace: { defaultMs: 10_000, maxMs: 10 * 60_000 },
   groupsMaxAge: { defaultMs: 15 * 60_000, minMs: 1_000, maxMs: 24 * HOUR_MS },
 } satisfies Record<string, DurationRule & { defaultMs: number }>;
-
-/** The shape of programmatic options; values are checked further, with the same rules for every source. */
-const optionsSchema = z
-  .object({
-    externalUrl: z.string(),
-    bindIp: z.string(),
-    bindPort: z.number(),
-    bitbucketCloud: z.object({
-      clientId: z.string(),
-      clientSecret: z.string(),
-      name: z.string().optional(),
-      webUrl: z.string().optional(),
-      apiUrl: z.string().optional(),
-      teams: z.array(z.string()).optional(),
-      includeTeamGroups: z.boolean().optional(),
-      getWorkspacePermissions: z.boolean().optional(),
-      timeoutMs: z.number().int().min(100).max(120_000).optional(),
-      retries: z.number().int().min(0).max(5).optional(),
-      concurrency: z.number().int().min(1).max(32).optional(),
-    }),
-    mainTeam: z
-      .object({
-        users: z.array(z.string()).optional(),
-        groups: z.array(z.string()).optional(),
-        localUsers: z.array(z.string()).optional(),
-      })
-      .strict(),
-    localUsers: z.array(z.string()),
-    mainTeamConfig: z.string(),
-    signingKey: z.string(),
-    signingKeyFile: z.string(),
-    authDuration: z.union([z.string(), z.number()]),
-    refreshDuration: z.union([z.string(), z.number()]),
-    cookieSecure: z.boolean(),
-    outageGrace: z.union([z.string(), z.number()]),
-    replicaWait: z.union([z.string(), z.number()]),
-    redisChecks: z.enum(['strict', 'warn']),
-    shutdownGrace: z.union([z.string(), z.number()]),
-    groupsMaxAge: z.union([z.string(), z.number()]),
-    rateLimit: z.object({ perMinute: z.number().optional() }).strict(),
-    redis: z
-      .object({
-        url: z.string().optional(),
-        options: z.record(z.string(), z.unknown()).optional(),
-        cluster: z.array(z.object({ host: z.string(), port: z.number().int() })).optional(),
-        sentinel: z
-          .object({
-            sentinels: z.array(z.object({ host: z.string(), port: z.number().int() })).min(1),
-            name: z.string().min(1),
-            sentinelPassword: z.string().optional(),
-          })
-          .strict()
-          .optional(),
-        password: z.string().optional(),
-      })
-      .strict()
-      .nullable(),
-    keyPrefix: z.string(),
-    audience: z.string(),
-    logLevel: z.string(),
-    configFile: z.string(),
-    // process.env is not a plain object, so only its kind is checked here.
-    env: z.custom<Record<string, string | undefined>>(
-      (v) => typeof v === 'object' && v !== null,
-      'expected an object',
-    ),
-  })
-  .partial()
-  .strict();
 
 function invalid(problems: string[]): SkyError {
   return new SkyError('invalid_config', `invalid sky configuration: ${problems.join('; ')}`);

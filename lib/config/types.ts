@@ -1,3 +1,4 @@
+import type { SkyOptions } from './options';
 import type { LocalUser } from '../local/users';
 import type { TeamAuth } from '../teams/auth';
 
@@ -26,18 +27,8 @@ export interface BitbucketCloudConfig {
 }
 
 /** Where Redis is, or null for the in-memory embedded default (SPEC §2). */
-export interface RedisConfig {
-  /** redis:// or rediss:// URL. */
-  url?: string;
-  /** Extra ioredis options (Sentinel: `sentinels`, `name`; TLS, …). */
-  options?: Record<string, unknown>;
-  /** Cluster seed nodes: when set, sky connects with ioredis' Cluster client. */
-  cluster?: { host: string; port: number }[];
-  /** Redis Sentinel: ioredis asks these for the current master of `name`, and again after a failover. */
-  sentinel?: { sentinels: { host: string; port: number }[]; name: string; sentinelPassword?: string };
-  /** Password of the Redis servers (for Sentinel and Cluster; a URL carries its own). */
-  password?: string;
-}
+/** How sky reaches Redis: one definition, the `redis` option's (lib/config/options.ts). */
+export type RedisConfig = NonNullable<SkyOptions['redis']>;
 
 /** The resolved, validated configuration: what `resolveConfig()` returns and every part of sky reads. */
 export interface Config {

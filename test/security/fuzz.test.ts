@@ -31,7 +31,7 @@ import {
   teamConfig,
   teamParam,
   YAMLISH,
-} from './fuzz-http';
+} from './fuzz';
 import { exchange, sent, wire, type Answer } from './raw-http';
 
 /**
