@@ -36,11 +36,13 @@ export class TeamStore {
   /** Feed every store event here. */
   handle(event: StoreEvent): void {
     if (event.type === 'team') {
-      // The event carries the new config: the cache stays warm (an outage right after a change still
-      // answers from it). A read that raced the change never lands (the generation moved on).
+      // An event only invalidates; the cache is filled from Redis alone. Events come on the subscriber
+      // connection (on a Cluster, over the cluster bus too), so one can arrive after this node's own
+      // later write, or a later read, has returned: filling the cache from its config would bring an
+      // older config back for a moment (a role just removed would still grant). A read that raced the
+      // change never lands (the generation moved on).
       this.generation++;
-      if (event.config === undefined) this.cache.delete(event.team);
-      else this.cache.set(event.team, decode(event.config));
+      this.cache.delete(event.team);
     } else if (event.type === 'resync') {
       this.cache.clear();
       this.lastFound.clear();
