@@ -5,6 +5,7 @@ import { loginAs, type LoggedIn } from '../harness/login';
 import { testPrefix } from '../harness/node';
 import { fakeBitbucketEnv, spawnWebNode, type NodeProcess } from '../harness/process';
 import { PrivateRedis } from '../harness/redis-server';
+import { msUntil } from '../harness/poll';
 
 /**
  * Nothing comes back from the dead (SPEC §8; issue #15, "Must show" 1): two web nodes on one Redis, under
@@ -72,16 +73,6 @@ async function status(url: string, token: Held): Promise<number> {
   const res = await fetch(`${url}/api/v1/user`, { headers: token.bearer });
   await res.arrayBuffer();
   return res.status;
-}
-
-/** Polls `check` until it holds; the ms it took, or throws with `what` after `limitMs`. */
-async function msUntil(what: string, check: () => Promise<boolean>, limitMs: number): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
-    await sleep(25);
-  }
-  return Date.now() - started;
 }
 
 /**

@@ -10,6 +10,7 @@ import { loginAs, type LoggedIn } from '../harness/login';
 import { testPrefix } from '../harness/node';
 import { fakeBitbucketEnv, spawnWebNode, type NodeProcess } from '../harness/process';
 import { PrivateRedis } from '../harness/redis-server';
+import { msUntil } from '../harness/poll';
 
 /**
  * What sky needs of its Redis (SPEC §8; issue #15, "Must show" 2 and the settings check): a Redis that
@@ -109,16 +110,6 @@ async function putTeam(node: NodeProcess, owner: LoggedIn, team: string, auth: o
     headers: { ...owner.bearer, 'content-type': 'application/json' },
     body: JSON.stringify({ auth }),
   });
-}
-
-/** Polls `check` until it holds; the ms it took, or throws with `what` after `limitMs`. */
-async function msUntil(what: string, check: () => Promise<boolean>, limitMs: number): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
-    await sleep(25);
-  }
-  return Date.now() - started;
 }
 
 const usedMemory = async (redis: PrivateRedis): Promise<number> =>
