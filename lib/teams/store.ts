@@ -77,9 +77,9 @@ export class TeamStore {
   /**
    * The configs of the teams where a person holds a role, through the index: two round trips whatever
    * the number of teams (SPEC §6.3). While Redis cannot be reached, the teams last found for the same
-   * principals serve, judged on the configs this node's cache holds now (events keep those current, and
-   * the guards bound an outage by SKY_OUTAGE_GRACE): a team that changed since is judged as it is now,
-   * one the cache does not hold is left out — an outage can cost access, never grant it.
+   * principals serve, judged on the configs this node's cache holds now (a change's event removes that
+   * team from the cache, and the guards bound an outage by SKY_OUTAGE_GRACE): a team the cache does not
+   * hold, changed since or never read, is left out — an outage can cost access, never grant it.
    */
   async configsOf(identity: Identity): Promise<Map<string, TeamAuth>> {
     const principals = principalsOf(identity);
