@@ -5,6 +5,7 @@
  */
 import type { Strategy } from 'passport';
 import type { Config } from './config/types';
+import type { Metrics } from './health/metrics';
 import type { Logger } from './log';
 
 /** Who a person is, as the connector established it at login or refresh (SPEC §5.2). */
@@ -60,6 +61,8 @@ export interface PkceStateStore {
 export interface ConnectorDeps {
   config: Config;
   log: Logger;
+  /** Where the connector counts its upstream calls (`metrics.upstream(...)`). */
+  metrics: Metrics;
   /** The login callback's absolute URL (redirecting connectors). */
   callbackURL: string;
   loginStates: PkceStateStore;

@@ -11,6 +11,7 @@ import { createLogger } from './log';
 import { errorHandler, notFound } from './http/errors';
 import { landing } from './http/landing';
 import { sky } from './http/router';
+import { SkyError } from './errors';
 import { FakeBitbucket } from './testing';
 
 /** After the last answer of a shutdown, idle connections stay open this long for requests already sent. */
@@ -51,11 +52,11 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
     if (!base.mainTeam) options.mainTeam = { users: [FAKE_MAIN_OWNER] };
     log.warn(
       { fake: fake.url },
-      `no Bitbucket Cloud credentials: using the bundled fake Bitbucket; log in as the fixture user '${FAKE_MAIN_OWNER}' (not for production)`,
+      `no Bitbucket Cloud credentials: using the bundled fake Bitbucket; log in as the fixture user '${FAKE_MAIN_OWNER}' (a demonstration, not for production)`,
     );
   }
   const router = sky({ ...options, logger: log });
-  for (const warning of configWarnings(router.config)) log.warn(warning);
+  for (const warning of configWarnings(router.config, { fake: fake !== null })) log.warn(warning);
   try {
     await router.ready;
   } catch (err) {
@@ -84,6 +85,10 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
       res.set('Content-Type', router.metrics.contentType).send(text);
     }, next);
   });
+  // Browsers ask every page's host for an icon: an empty answer, cached, not a 404 in the log.
+  app.get('/favicon.ico', (_req, res) => {
+    res.set('Cache-Control', 'public, max-age=86400').status(204).end();
+  });
   app.use(mount, router);
   app.get(mount, landing());
   app.use(notFound);
@@ -110,7 +115,20 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
     // never closes one that the balancer (or any client) is about to reuse.
     s.keepAliveTimeout = KEEP_ALIVE_MS;
     s.headersTimeout = KEEP_ALIVE_MS + 1_000;
-    s.on('error', reject).listen(bindPort, bindIp, () => resolve(s));
+    s.on('error', (err: NodeJS.ErrnoException) => {
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new SkyError(
+              'invalid_config',
+              `CONCOURSE_BIND_PORT: ${bindIp}:${bindPort} is already in use by another process: stop it, or choose another port with CONCOURSE_BIND_PORT (and CONCOURSE_EXTERNAL_URL)`,
+            )
+          : err,
+      );
+    }).listen(bindPort, bindIp, () => resolve(s));
+  }).catch(async (err: unknown) => {
+    await router.close();
+    await fake?.stop();
+    throw err;
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : bindPort;

@@ -64,6 +64,15 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): v is string => typeof v === 'string';
 
+/** A call's endpoint for the metrics: its path from /1.0 or /2.0 on, workspace slugs as `{workspace}`. */
+export function endpointOf(url: string): string {
+  const { pathname } = new URL(url);
+  const path = /\/(?:1\.0|2\.0)\/.*$|\/site\/oauth2\/.*$/.exec(pathname)?.[0] ?? pathname;
+  return path
+    .replace(/^(\/2\.0\/user\/workspaces\/)[^/]+(\/permission)$/, '$1{workspace}$2')
+    .replace(/^(\/1\.0\/groups\/)[^/]+$/, '$1{workspace}');
+}
+
 function garbage(what: string): SkyError {
   return new SkyError('upstream_error', `Bitbucket Cloud answered ${what} with something sky cannot read`);
 }
@@ -74,11 +83,15 @@ export class BitbucketClient {
   /** The optional calls' refusals and removed endpoints, remembered for an hour (SPEC §5.3). */
   readonly optional: OptionalCalls;
 
+  /** Told of every HTTP call: its endpoint (the path with slugs as `{workspace}`), status, seconds. */
+  private readonly observe: ((endpoint: string, status: string, seconds: number) => void) | undefined;
+
   constructor(
     private readonly config: BitbucketCloudConfig,
-    options: { log?: Logger } = {},
+    options: { log?: Logger; observe?: (endpoint: string, status: string, seconds: number) => void } = {},
   ) {
     this.log = options.log;
+    this.observe = options.observe;
     this.optional = new OptionalCalls(options.log);
   }
 
@@ -283,6 +296,22 @@ export class BitbucketClient {
   }
 
   private async once(url: string, init: RequestInit, what: string, timeoutMs: number): Promise<Answer> {
+    const started = performance.now();
+    let status = 'unreachable';
+    try {
+      const answer = await this.attempt(url, init, what, timeoutMs);
+      status = String(answer.status);
+      return answer;
+    } catch (err) {
+      if (err instanceof SkyError && err.code === 'upstream_timeout') status = 'timeout';
+      else if (err instanceof SkyError && err.code !== 'upstream_unavailable') status = 'unreadable';
+      throw err;
+    } finally {
+      this.observe?.(endpointOf(url), status, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async attempt(url: string, init: RequestInit, what: string, timeoutMs: number): Promise<Answer> {
     let res: Response;
     const signal = AbortSignal.timeout(timeoutMs);
     try {

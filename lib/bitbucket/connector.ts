@@ -49,10 +49,13 @@ export const bitbucketCloud: ConnectorModule = {
       ...(identity.userName ? [['username', identity.userName] as [string, string]] : []),
     ],
   },
-  create({ config, log, callbackURL, loginStates }) {
+  create({ config, log, metrics, callbackURL, loginStates }) {
     const bitbucket = config.bitbucketCloud;
     if (!bitbucket) return null;
-    const client = new BitbucketClient(bitbucket, { log });
+    const client = new BitbucketClient(bitbucket, {
+      log,
+      observe: (endpoint, status, seconds) => metrics.upstream(BITBUCKET_CLOUD, endpoint, status, seconds),
+    });
     return {
       displayName: bitbucket.name,
       login: 'redirect',

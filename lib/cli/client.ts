@@ -23,28 +23,53 @@ const TLS_CODES = new Set([
 ]);
 
 /** fly's message when the target does not answer at all. */
-function unreachable(name: string, err: unknown): CliExit {
+function unreachable(name: string, url: string, err: unknown): CliExit {
   const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
   const code = typeof cause?.code === 'string' ? cause.code : '';
   const detail = typeof cause?.message === 'string' ? cause.message : (err as Error).message;
   const hint = TLS_CODES.has(code)
     ? '\nits TLS certificate is not trusted. for a private CA, point NODE_EXTRA_CA_CERTS at its PEM file.\n'
     : '\nis the targeted CI server running? better go catch it lol\n';
-  return new CliExit(`could not reach the CI server called ${name}:\n\n    ${detail}\n${hint}`);
+  return new CliExit(`could not reach the CI server called ${name} at ${url}:\n\n    ${detail}\n${hint}`);
 }
 
 /** fetch with a timeout, and the network failures said in words (never a stack trace). */
-export async function send(name: string, url: string, init: RequestInit = {}): Promise<Response> {
+export async function send(
+  name: string,
+  url: string,
+  init: RequestInit = {},
+  timeoutMs = TIMEOUT_MS,
+): Promise<Response> {
   try {
-    return await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+    return await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
     if ((err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError') {
-      throw new SkyError('upstream_timeout', `${url} did not answer within ${TIMEOUT_MS / 1000}s`, {
+      throw new SkyError('upstream_timeout', `${url} did not answer within ${timeoutMs / 1000}s`, {
         cause: err,
       });
     }
-    throw unreachable(name, err);
+    throw unreachable(name, url, err);
   }
+}
+
+/** How long `sky login` waits for a URL's /api/v1/info before it says nothing answers there. */
+const PROBE_MS = 4_000;
+
+/**
+ * What fly does first: GET <url>/api/v1/info. A URL where no CI server answers fails here, in seconds,
+ * before a login URL is printed; the answer's version is returned.
+ */
+export async function probeInfo(name: string, api: string): Promise<string> {
+  const url = `${api}/api/v1/info`;
+  const res = await send(name, url, { headers: { accept: 'application/json' } }, PROBE_MS);
+  const body = (await res.json().catch(() => null)) as { version?: unknown } | null;
+  if (!res.ok || typeof body?.version !== 'string') {
+    throw new SkyError(
+      'invalid_request',
+      `${api} is not a CI server's web node: GET ${url} answered ${res.status}${res.ok ? ' without a version' : ''} (check the URL given with -c/--concourse-url)`,
+    );
+  }
+  return body.version;
 }
 
 /** fly's hint when the token is missing, expired or revoked. */

@@ -40,6 +40,7 @@ export function applyEnv(layered: Layered, env: Record<string, string | undefine
   const bb = layered.bitbucket;
   str('CONCOURSE_EXTERNAL_URL', (v) => (layered.externalUrl = v));
   str('CONCOURSE_BIND_IP', (v) => (layered.bindIp = v));
+  str('CONCOURSE_CLUSTER_NAME', (v) => (layered.clusterName = v));
   str('CONCOURSE_BIND_PORT', (v) => (layered.bindPort = { value: Number(v.value), source: v.source }));
   str('CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID', (v) => (bb.clientId = v));
   str('CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET', (v) => (bb.clientSecret = v));
@@ -70,6 +71,10 @@ export function applyEnv(layered: Layered, env: Record<string, string | undefine
   str('CONCOURSE_SESSION_SIGNING_KEY', (v) => {
     layered.signingKeyFile = v;
     delete layered.signingKey;
+  });
+  str('SKY_PREVIOUS_SIGNING_KEYS', (v) => {
+    layered.previousSigningKeyFiles = { value: list(v.value), source: v.source };
+    delete layered.previousSigningKeys;
   });
   str('CONCOURSE_AUTH_DURATION', (v) => (layered.authDuration = v));
   str('SKY_REFRESH_DURATION', (v) => (layered.refreshDuration = v));

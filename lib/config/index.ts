@@ -1,4 +1,4 @@
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SkyError } from '../errors';
 import { DEFAULT_CONNECTOR } from '../connectors';
@@ -61,6 +61,10 @@ function overlay(layered: Layered, fromCode: Layered): void {
     delete layered.signingKey;
     delete layered.signingKeyFile;
   }
+  if (fromCode.previousSigningKeys || fromCode.previousSigningKeyFiles) {
+    delete layered.previousSigningKeys;
+    delete layered.previousSigningKeyFiles;
+  }
   if (fromCode.mainTeam || fromCode.mainTeamConfig) {
     delete layered.mainTeam;
     delete layered.mainTeamConfig;
@@ -91,27 +95,45 @@ function httpUrl(s: Sourced<string>, problems: string[], allowPath: boolean): UR
 
 const withoutSlash = (url: URL): string => url.href.replace(/\/+$/, '');
 
-function readFile(s: Sourced<string>, problems: string[]): string | null {
+/** A file's text, or null with a problem that names the setting, the path and why (and `hint` for a missing file). */
+function readFile(s: Sourced<string>, problems: string[], hint?: string): string | null {
   try {
     return readFileSync(s.value, 'utf8');
   } catch (err) {
-    problems.push(
-      `${s.source}: cannot read '${s.value}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    );
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? `ENOENT (no such file)${hint ? `: ${hint}` : ''}`
+        : (code ?? (err as Error).message);
+    problems.push(`${s.source}: cannot read '${s.value}': ${why}`);
     return null;
   }
 }
 
-function checkSigningKey(pem: string, source: string, problems: string[]): void {
+/** How to make a signing key, for the messages that find none. */
+const MAKE_KEY = (file: string): string =>
+  `make one with: openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out ${file}`;
+
+/** An RSA key of at least 2048 bits: private (a signing key), or public too when `allowPublic` (a previous key). */
+function checkRsaKey(pem: string, source: string, problems: string[], allowPublic = false): void {
+  let key: KeyObject;
   try {
-    const key = createPrivateKey(pem);
-    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (key.asymmetricKeyType !== 'rsa')
-      problems.push(`${source}: must be an RSA private key, not ${key.asymmetricKeyType ?? 'unknown'}`);
-    else if (bits < 2048) problems.push(`${source}: RSA key has ${bits} bits; at least 2048 are needed`);
+    key = createPrivateKey(pem);
   } catch {
-    problems.push(`${source}: not a PEM private key`);
+    try {
+      if (!allowPublic) throw new Error('private only');
+      key = createPublicKey(pem);
+    } catch {
+      problems.push(`${source}: not a PEM ${allowPublic ? 'public or private' : 'private'} key`);
+      return;
+    }
   }
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (key.asymmetricKeyType !== 'rsa')
+    problems.push(
+      `${source}: must be an RSA ${allowPublic ? '' : 'private '}key, not ${key.asymmetricKeyType ?? 'unknown'}`,
+    );
+  else if (bits < 2048) problems.push(`${source}: RSA key has ${bits} bits; at least 2048 are needed`);
 }
 
 /**
@@ -129,18 +151,18 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   overlay(layered, fromCode);
 
   const problems: string[] = [];
+  const bindPort = layered.bindPort ?? { value: 8080, source: 'CONCOURSE_BIND_PORT' };
+  const portOk = Number.isInteger(bindPort.value) && bindPort.value >= 0 && bindPort.value <= 65535;
+  if (!portOk) problems.push(`${bindPort.source}: must be an integer port 0-65535`);
+  // Unset, the external URL is this node on localhost at its own port (Concourse's default, with the port followed).
+  const defaultUrl = `http://localhost:${portOk && bindPort.value !== 0 ? bindPort.value : 8080}`;
   const external = httpUrl(
-    layered.externalUrl ?? { value: 'http://localhost:8080', source: 'CONCOURSE_EXTERNAL_URL' },
+    layered.externalUrl ?? { value: defaultUrl, source: 'CONCOURSE_EXTERNAL_URL' },
     problems,
     true,
   );
   const externalUrl = external ? withoutSlash(external) : '';
   const mountPath = external ? external.pathname.replace(/\/+$/, '') : '';
-
-  const bindPort = layered.bindPort ?? { value: 8080, source: 'CONCOURSE_BIND_PORT' };
-  if (!Number.isInteger(bindPort.value) || bindPort.value < 0 || bindPort.value > 65535) {
-    problems.push(`${bindPort.source}: must be an integer port 0-65535`);
-  }
 
   const bb = layered.bitbucket;
   let bitbucketCloud: BitbucketCloudConfig | null = null;
@@ -212,11 +234,23 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   }
 
   let signingKeyPem: string | null = layered.signingKey?.value ?? null;
-  if (layered.signingKeyFile) signingKeyPem = readFile(layered.signingKeyFile, problems);
+  if (layered.signingKeyFile) {
+    signingKeyPem = readFile(layered.signingKeyFile, problems, MAKE_KEY(layered.signingKeyFile.value));
+  }
   const keySource = layered.signingKeyFile
     ? `${layered.signingKeyFile.source} (${layered.signingKeyFile.value})`
     : 'option signingKey';
-  if (signingKeyPem !== null) checkSigningKey(signingKeyPem, keySource, problems);
+  if (signingKeyPem !== null) checkRsaKey(signingKeyPem, keySource, problems);
+  const previousKeyPems: Config['previousKeyPems'] = [];
+  layered.previousSigningKeys?.value.forEach((pem, i) => {
+    previousKeyPems.push({ pem, source: `${layered.previousSigningKeys?.source}[${i}]` });
+  });
+  for (const file of layered.previousSigningKeyFiles?.value ?? []) {
+    const source = `${layered.previousSigningKeyFiles?.source} (${file})`;
+    const pem = readFile({ value: file, source: layered.previousSigningKeyFiles?.source ?? '' }, problems);
+    if (pem !== null) previousKeyPems.push({ pem, source });
+  }
+  for (const { pem, source } of previousKeyPems) checkRsaKey(pem, source, problems, true);
 
   /** A duration setting: its default when unset, else read by its rule, a bad value joining the problems. */
   const duration = (name: keyof typeof DURATIONS): number => {
@@ -267,7 +301,9 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   if (audience === '') problems.push(`${layered.audience?.source}: must not be empty`);
   const logLevel = layered.logLevel?.value ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
-    problems.push(`${layered.logLevel?.source}: unknown log level '${logLevel.slice(0, 20)}'`);
+    problems.push(
+      `${layered.logLevel?.source}: unknown log level '${logLevel.slice(0, 20)}' (use fatal, error, warn, info, debug, trace or silent)`,
+    );
   }
 
   const callback = `${externalUrl}/sky/issuer/callback`;
@@ -283,10 +319,12 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     mountPath,
     bindIp: layered.bindIp?.value ?? '0.0.0.0',
     bindPort: bindPort.value,
+    clusterName: layered.clusterName?.value ?? '',
     bitbucketCloud,
     mainTeam,
     localUsers,
     signingKeyPem,
+    previousKeyPems,
     authDurationMs,
     refreshDurationMs,
     cookieSecure: layered.cookieSecure?.value ?? externalUrl.startsWith('https:'),
@@ -325,13 +363,23 @@ export function requireReady(
   if (problems.length > 0) throw invalid(problems);
 }
 
-/** Start-up warnings, one line each (SPEC §2, §3). */
-export function configWarnings(config: Config): string[] {
+/**
+ * Start-up warnings, one line each, only those that matter (SPEC §2, §3). Against the bundled fake
+ * (`fake`) the node is a demonstration: its one warning is the web node's own, so the localhost URL,
+ * the in-memory store and the generated key are not repeated.
+ */
+export function configWarnings(config: Config, { fake = false } = {}): string[] {
+  if (fake) return [];
   const warnings: string[] = [];
-  const host = new URL(config.externalUrl).hostname;
-  if (host === 'localhost' || host.startsWith('127.') || host === '[::1]') {
+  const url = new URL(config.externalUrl);
+  const local = url.hostname === 'localhost' || url.hostname.startsWith('127.') || url.hostname === '[::1]';
+  if (local) {
     warnings.push(
       `the external URL is on localhost: Bitbucket Cloud must be able to redirect browsers here: ${callbackUrl(config)}`,
+    );
+  } else if (url.protocol === 'http:' && !config.cookieSecure) {
+    warnings.push(
+      `the external URL ${config.externalUrl} is http: login cookies are sent without Secure and tokens travel in clear; use an https CONCOURSE_EXTERNAL_URL (behind TLS) in production`,
     );
   }
   if (!config.redis)

@@ -10,6 +10,8 @@ export const optionsSchema = z
     externalUrl: z.string(),
     bindIp: z.string(),
     bindPort: z.number(),
+    /** The name the web UI and `/api/v1/info` show (Concourse's CONCOURSE_CLUSTER_NAME). */
+    clusterName: z.string(),
     bitbucketCloud: z.object({
       clientId: z.string(),
       clientSecret: z.string(),
@@ -42,6 +44,14 @@ export const optionsSchema = z
     signingKey: z.string(),
     /** Path of an RSA private key PEM. */
     signingKeyFile: z.string(),
+    /**
+     * Keys that still verify but no longer sign (a rotation, README "Rotating the signing key"): PEM
+     * texts, public or private. A private one also opens what the old key sealed (refresh tokens,
+     * sessions, Bitbucket tokens), so nobody is logged out.
+     */
+    previousSigningKeys: z.array(z.string()),
+    /** Paths of such keys (SKY_PREVIOUS_SIGNING_KEYS). */
+    previousSigningKeyFiles: z.array(z.string()),
     /** Token lifetime: a Go duration ('24h' default, '1.5h', '90m'), or milliseconds. */
     authDuration: z.union([z.string(), z.number()]),
     /** Lifetime of a login's refresh tokens and of the sealed Bitbucket tokens: '720h' (default), or milliseconds. */

@@ -38,6 +38,8 @@ export interface Config {
   mountPath: string;
   bindIp: string;
   bindPort: number;
+  /** CONCOURSE_CLUSTER_NAME: shown by `/api/v1/info` and the pages ("" when unset). */
+  clusterName: string;
   /** null when no credentials are configured (the web node then starts the fake Bitbucket). */
   bitbucketCloud: BitbucketCloudConfig | null;
   /** Owners (or roles, from CONCOURSE_MAIN_TEAM_CONFIG) of team `main`; null when none is set. */
@@ -46,6 +48,8 @@ export interface Config {
   localUsers: LocalUser[];
   /** RSA private key PEM (≥ 2048 bits) read from the file or given inline; null = generate at start. */
   signingKeyPem: string | null;
+  /** Keys that verify but no longer sign (SKY_PREVIOUS_SIGNING_KEYS), PEM texts, public or private. */
+  previousKeyPems: { pem: string; source: string }[];
   /** Token lifetime in milliseconds. */
   authDurationMs: number;
   /** Absolute lifetime of a login's refresh tokens (and of the browser session) in milliseconds. */

@@ -240,5 +240,6 @@ export class StoreWatch {
 
   private updateGauge(): void {
     this.options.metrics.degraded.set(this.readiness().status === 'ready' ? 0 : 1);
+    this.options.metrics.outageGrace.set(this.options.revocations.cutOffSince() === null ? 0 : 1);
   }
 }

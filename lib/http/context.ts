@@ -1,6 +1,7 @@
 import type { Request } from 'express';
 import type { Config } from '../config/types';
 import type { Connector, Identity } from '../connector';
+import type { Metrics } from '../health/metrics';
 import type { Logger } from '../log';
 import type { RateLimitRecords } from '../store';
 import type { TeamStore } from '../teams/store';
@@ -30,6 +31,8 @@ export interface SkyContext {
   /** Per-client request counters (the login and token limits). */
   limits: RateLimitRecords;
   log: Logger;
+  /** sky's Prometheus metrics (README "Metrics"). */
+  metrics: Metrics;
   /**
    * Issues a token of a login family for a person from their CURRENT teams (`not_in_any_team` when they
    * have none); the family is started or rotated only once the person is known to have a team.

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import { isSkyError, SkyError, type SkyErrorCode } from '../errors';
+import type { Metrics } from '../health/metrics';
 import { createLogger, type Logger } from '../log';
 import { clearAuthCookies, parseCookies } from '../tokens';
 import { cookieAttributes, skyContextOf } from './context';
@@ -151,6 +152,22 @@ export function toSkyError(err: unknown): SkyError {
   return new SkyError('internal', 'internal error', { cause: err });
 }
 
+/** The routes where a person logs in: a refusal there is a login refused (the metrics' reason). */
+const LOGIN_ROUTE = /^\/sky\/(?:login(?:\/[^/]+)?|issuer\/callback)$/;
+
+/** Counts what an error means to an operator: a refused login or refresh, a rate limit, a Redis failure. */
+function countError(metrics: Metrics, req: Request, error: SkyError): void {
+  const route = routePath(req);
+  if (error.code === 'rate_limited')
+    metrics.rateLimited.inc({ limit: route === '/sky/token' ? 'token' : 'login' });
+  if (error.code === 'store_unavailable' || error.code === 'store_full')
+    metrics.redisErrors.inc({ where: 'request' });
+  const grant = (req.body as { grant_type?: unknown } | undefined)?.grant_type;
+  if (route === '/sky/token' && grant === 'refresh_token') metrics.refreshes.inc({ result: 'refused' });
+  else if (LOGIN_ROUTE.test(route) || (route === '/sky/token' && grant === 'password'))
+    metrics.loginRefusals.inc({ reason: error.code });
+}
+
 let fallbackLog: Logger | undefined;
 
 /**
@@ -163,6 +180,7 @@ export function errorHandler(): ErrorRequestHandler {
     if (req.skyRequestId === undefined && !res.headersSent) assignRequestId(req, res);
     const ctx = skyContextOf(req);
     const log = ctx?.log ?? (fallbackLog ??= createLogger());
+    if (ctx) countError(ctx.metrics, req, error);
     const entry = { reqId: req.skyRequestId, error: error.code, status: error.status, path: req.path };
     // Why a 401 (a fixed phrase of the verifier or the guards) goes to the log only; other 4xx causes
     // stay out (a JSON parse error quotes the body it failed on).

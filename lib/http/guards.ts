@@ -159,16 +159,33 @@ export function forbiddenFor(ctx: SkyContext, identity: Identity): SkyError {
 const guard =
   (check: (req: Request) => Now<true | SkyError>): RequestHandler =>
   (req: Request, _res: Response, next: NextFunction): void => {
+    const metrics = skyContextOf(req)?.metrics;
     let verdict: Now<true | SkyError>;
     try {
       verdict = check(req);
     } catch (err) {
+      metrics?.guard(err);
       next(err);
       return;
     }
-    if (verdict === true) next();
-    else if (verdict instanceof SkyError) next(verdict);
-    else verdict.then((v) => (v === true ? next() : next(v)), next);
+    if (verdict === true) {
+      metrics?.guard(true);
+      next();
+    } else if (verdict instanceof SkyError) {
+      metrics?.guard(verdict);
+      next(verdict);
+    } else
+      verdict.then(
+        (v) => {
+          metrics?.guard(v);
+          if (v === true) next();
+          else next(v);
+        },
+        (err: unknown) => {
+          metrics?.guard(err);
+          next(err);
+        },
+      );
   };
 
 /** The verdict of a role check on the acting identity. */

@@ -56,7 +56,7 @@ export class LoginStateCookies {
   private readonly vault: Vault;
 
   constructor(
-    key: SigningKey,
+    key: SigningKey | readonly SigningKey[],
     private readonly config: Pick<Config, 'mountPath' | 'cookieSecure'>,
     private readonly spent: SingleUseRecords,
   ) {

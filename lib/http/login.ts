@@ -288,8 +288,10 @@ async function renewFromSession(req: Request): Promise<Issued | null> {
     }
     const issued = await ctx.issue(redeemed.identity, redeemed.family, true);
     await regenerateSession(req);
+    ctx.metrics.refreshes.inc({ result: 'issued' });
     return issued;
   } catch (err) {
+    ctx.metrics.refreshes.inc({ result: 'refused' });
     ctx.log.info(
       { reqId: req.skyRequestId, sub, err: (err as Error).message },
       'session refresh failed: full login',
@@ -336,14 +338,13 @@ function issueAndLand(
   const ctx = contextOf(req);
   ctx
     .issue(loggedIn.identity, () => ctx.grants.start(loggedIn.identity, loggedIn.upstream), true)
-    .then(
-      (issued) =>
-        req.session.regenerate((regenerateErr) => {
-          if (regenerateErr) return next(regenerateErr);
-          land(req, res, state, issued).catch(next);
-        }),
-      next,
-    );
+    .then((issued) => {
+      ctx.metrics.logins.inc({ connector: loggedIn.identity.connector });
+      req.session.regenerate((regenerateErr) => {
+        if (regenerateErr) return next(regenerateErr);
+        land(req, res, state, issued).catch(next);
+      });
+    }, next);
 }
 
 /** GET /sky/issuer/callback (SPEC §4.2). */

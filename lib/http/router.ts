@@ -21,6 +21,8 @@ import {
   issueToken,
   jwks,
   loadSigningKey,
+  loadVerifyingKey,
+  openingKeys,
   parseCookies,
   TokenVerifier,
   type SigningKey,
@@ -31,6 +33,7 @@ import { Revocations } from '../tokens/revocations';
 import { attachContext, cookieAttributes, type Issued, type SkyContext } from './context';
 import { assignRequestId, errorHandler, notFound } from './errors';
 import { OWN_PATH, mountRoutes } from './routes';
+import { discovery, info } from './operations';
 import { apiHandlers, checkTeamParam } from './api';
 import { authenticate, presentedToken } from './guards';
 import { callback, flyConsent, login, passwordLogin } from './login';
@@ -67,14 +70,21 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   requireReady(config);
   const log = logger ?? createLogger(config.logLevel);
   const key: SigningKey = config.signingKeyPem ? loadSigningKey(config.signingKeyPem) : generateSigningKey();
-  const store: Store = createStore(config, log);
+  // A rotation (README): previous keys verify tokens and, when private, open what they sealed; none signs.
+  const previousKeys = config.previousKeyPems
+    .map(({ pem, source }) => loadVerifyingKey(pem, source))
+    .filter((k) => k.kid !== key.kid);
+  const verifyingKeys = [key, ...previousKeys];
+  const keys = openingKeys(key, previousKeys);
+  const metrics = new Metrics();
+  const store: Store = createStore(config, log, () => metrics.redisErrors.inc({ where: 'connection' }));
   const teams = new TeamStore(store.teams);
   const clock = new Clock();
-  const metrics = new Metrics();
   const revocations = new Revocations(store.revocations, {
     graceMs: config.outageGraceMs,
     tokenLifetimeMs: config.authDurationMs,
     clock,
+    revoked: (kind) => metrics.revocations.inc({ kind }),
   });
   const watch = new StoreWatch({
     store,
@@ -95,8 +105,14 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       )
       .finally(() => watch.handle(event));
   });
-  const loginStates = new LoginStateCookies(key, config, store.singleUse);
-  const connectors = enabledConnectors({ config, log, callbackURL: callbackUrl(config), loginStates });
+  const loginStates = new LoginStateCookies(keys, config, store.singleUse);
+  const connectors = enabledConnectors({
+    config,
+    log,
+    metrics,
+    callbackURL: callbackUrl(config),
+    loginStates,
+  });
   for (const connector of connectors) for (const warning of connector.warnings ?? []) log.warn(warning);
   const passport = new Passport();
   for (const connector of connectors) passport.use(connector.id, connector.strategy);
@@ -106,7 +122,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     { timeoutMs: 1_000, retries: 0 },
   );
   const grants = new Grants({
-    key,
+    keys,
     records: store.grants,
     codes: store.singleUse,
     sessions: store.sessions,
@@ -135,8 +151,9 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     grants,
     groups,
     limits: store.rateLimits,
+    metrics,
     verifier: new TokenVerifier({
-      keys: [key],
+      keys: verifyingKeys,
       issuer: config.externalUrl,
       audience: config.audience,
       now: () => clock.now(),
@@ -196,7 +213,8 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const sessions = session({
     name: 'sky_session',
     store: store.sessions,
-    secret: deriveSecret(key, 'session').toString('base64url'),
+    // The first signs the session cookie; every one verifies (express-session's secret list).
+    secret: keys.map((k) => deriveSecret(k, 'session').toString('base64url')),
     resave: false,
     saveUninitialized: false,
     cookie: {
@@ -223,9 +241,11 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     'GET /sky/issuer/callback': [failureLimit('login'), sessions, callback(passport, loginStates)],
     'GET /sky/issuer/keys': [
       (_req, res) => {
-        res.set('Cache-Control', 'public, max-age=300').json(jwks([key]));
+        res.set('Cache-Control', 'public, max-age=300').json(jwks(verifyingKeys));
       },
     ],
+    'GET /.well-known/openid-configuration': [discovery(ctx)],
+    'GET /api/v1/info': [info(ctx)],
     'POST /sky/fly': [form, flyConsent],
     'GET /sky/logout': [sessions, logoutRoute],
     'POST /sky/logout': [form, sessions, logoutRoute],

@@ -20,6 +20,7 @@ export const ROUTES = [
   { path: '/sky/login/:connector', kind: 'html', methods: ['POST'] },
   { path: '/sky/issuer/callback', kind: 'html', methods: ['GET'] },
   { path: '/sky/issuer/keys', kind: 'json', methods: ['GET'] },
+  { path: '/.well-known/openid-configuration', kind: 'json', methods: ['GET'] },
   { path: '/sky/fly', kind: 'html', methods: ['POST'] },
   // A page for a browser, 204 for a client: what the request accepts.
   { path: '/sky/logout', kind: 'negotiated', methods: ['GET', 'POST'] },
@@ -27,6 +28,7 @@ export const ROUTES = [
   // Concourse's legacy routes.
   { path: '/login', kind: 'html', methods: ['GET'] },
   { path: '/logout', kind: 'html', methods: ['GET'] },
+  { path: '/api/v1/info', kind: 'json', methods: ['GET'] },
   { path: '/api/v1/user', kind: 'json', methods: ['GET'] },
   { path: '/api/v1/teams', kind: 'json', methods: ['GET'] },
   { path: '/api/v1/teams/:team', kind: 'json', methods: ['GET', 'PUT', 'DELETE'] },

@@ -108,6 +108,8 @@ async function redeem(req: Request, res: Response): Promise<void> {
     }
     throw err;
   }
+  if (grantType === 'refresh_token') ctx.metrics.refreshes.inc({ result: 'issued' });
+  if (grantType === 'password') ctx.metrics.logins.inc({ connector: redeemed.identity.connector });
   ctx.log.info(
     { reqId: req.skyRequestId, sub: issued.claims.sub, jti: issued.claims.jti },
     grantType === 'refresh_token'

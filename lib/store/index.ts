@@ -29,8 +29,10 @@ export { UnconfirmedWrite } from './redis-durability';
 export function createStore(
   config: Pick<Config, 'redis' | 'keyPrefix' | 'authDurationMs' | 'replicaWaitMs'>,
   log: Logger,
+  /** Told of each Redis connection error (the metrics' count). */
+  onError?: () => void,
 ): Store {
   const ttlSeconds = Math.ceil(config.authDurationMs / 1000);
   if (!config.redis) return createMemoryStore({ sessionTtlSeconds: ttlSeconds });
-  return createRedisStore(config.redis, config.keyPrefix, log, ttlSeconds, config.replicaWaitMs);
+  return createRedisStore(config.redis, config.keyPrefix, log, ttlSeconds, config.replicaWaitMs, onError);
 }

@@ -229,6 +229,8 @@ export function createRedisStore(
   sessionTtlSeconds: number,
   /** SKY_REDIS_REPLICA_WAIT in ms (0: never wait). */
   replicaWaitMs = 2_000,
+  /** Told of each connection error, after it is logged. */
+  onError?: () => void,
 ): Store {
   const keys = new Keys(keyPrefix);
   const client = connectRedis(config);
@@ -241,8 +243,14 @@ export function createRedisStore(
   };
   let subscribedOnce = false;
   let lost = false;
-  client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
-  subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'redis subscriber error'));
+  client.on('error', (err: Error) => {
+    log.warn({ err: err.message }, 'redis connection error');
+    onError?.();
+  });
+  subscriber.on('error', (err: Error) => {
+    log.warn({ err: err.message }, 'redis subscriber error');
+    onError?.();
+  });
   subscriber.on('message', (_channel: string, message: string) => {
     const event = parseStoreEvent(message);
     if (event) emit(event);

@@ -22,7 +22,8 @@ const CODE_TTL_MS = 60_000;
 const AUTHORIZATION_CODE = /^[A-Za-z0-9_-]{43}$/;
 
 export interface GrantsOptions {
-  key: SigningKey;
+  /** The signing key, then previous private keys: what they sealed or hashed still opens (a rotation). */
+  keys: readonly SigningKey[];
   records: GrantRecords;
   /** Where the CLI's authorization codes wait (single use, shared by every node). */
   codes: SingleUseRecords;
@@ -86,13 +87,14 @@ const invalidGrant = (description: string, cause?: unknown): SkyError =>
  */
 export class Grants {
   private readonly vault: Vault;
-  private readonly hmacKey: Buffer;
+  /** The refresh HMAC keys: the signing key's first (new hashes), then previous keys' (old tokens). */
+  private readonly hmacKeys: Buffer[];
   /** The refresh leases this node holds: user → owner token. */
   private readonly held = new Map<string, string>();
 
   constructor(private readonly options: GrantsOptions) {
-    this.vault = new Vault(options.key);
-    this.hmacKey = deriveSecret(options.key, 'refresh');
+    this.vault = new Vault(options.keys);
+    this.hmacKeys = options.keys.map((k) => deriveSecret(k, 'refresh'));
   }
 
   /** At login: keeps the upstream tokens (if the connector has any) sealed and starts a refresh family for one client. */
@@ -122,7 +124,7 @@ export class Grants {
     const code = randomBytes(32).toString('base64url');
     const pending: PendingCode = { sub: subjectOf(identity), challenge, identity };
     const sealed = this.vault.seal(JSON.stringify(pending), 'authorization code');
-    await this.options.codes.put(this.codeId(code), sealed, CODE_TTL_MS);
+    await this.options.codes.put(this.codeIds(code)[0] as string, sealed, CODE_TTL_MS);
     return code;
   }
 
@@ -130,7 +132,8 @@ export class Grants {
   async redeemCode(code: string, verifier: string): Promise<Redeemed> {
     if (!AUTHORIZATION_CODE.test(code)) throw invalidGrant('the authorization code is malformed');
     // Taken at once: a code is spent by its first redemption, right or wrong.
-    const sealed = await this.options.codes.take(this.codeId(code));
+    let sealed: string | null = null;
+    for (const id of this.codeIds(code)) if ((sealed = await this.options.codes.take(id)) !== null) break;
     if (sealed === null) throw invalidGrant('the authorization code is unknown, expired or already used');
     const pending = JSON.parse(this.vault.open(sealed, 'authorization code')) as PendingCode;
     if (!verifierMatches(verifier, pending.challenge)) {
@@ -142,8 +145,11 @@ export class Grants {
     return { identity: pending.identity, family: () => this.newFamily(pending.sub) };
   }
 
-  private codeId(code: string): string {
-    return `code:${createHmac('sha256', this.hmacKey).update(`code ${code}`).digest('base64url')}`;
+  /** Where a code waits: under the signing key's HMAC, or (made before a rotation) a previous key's. */
+  private codeIds(code: string): string[] {
+    return this.hmacKeys.map(
+      (k) => `code:${createHmac('sha256', k).update(`code ${code}`).digest('base64url')}`,
+    );
   }
 
   /**
@@ -153,8 +159,14 @@ export class Grants {
   async redeem(refreshToken: string): Promise<Redeemed> {
     const familyId = REFRESH_TOKEN.exec(refreshToken)?.[1];
     if (!familyId) throw invalidGrant('the refresh token is malformed');
-    const hash = this.hash(refreshToken);
-    const found = await this.options.records.inspect(familyId, hash);
+    // Hashed with the signing key's HMAC key, or (a token issued before a rotation) a previous key's.
+    let hash = this.hash(refreshToken);
+    let found = await this.options.records.inspect(familyId, hash);
+    for (const key of this.hmacKeys.slice(1)) {
+      if (found.state !== 'unknown') break;
+      hash = createHmac('sha256', key).update(refreshToken).digest('base64url');
+      found = await this.options.records.inspect(familyId, hash);
+    }
     if (found.state === 'reused') {
       // Whoever holds the spent token may hold the family's access tokens too: they all end.
       await this.options.revocations.revokeFamily(familyId);
@@ -381,6 +393,8 @@ export class Grants {
   }
 
   private hash(refreshToken: string): string {
-    return createHmac('sha256', this.hmacKey).update(refreshToken).digest('base64url');
+    return createHmac('sha256', this.hmacKeys[0] as Buffer)
+      .update(refreshToken)
+      .digest('base64url');
   }
 }

@@ -3,9 +3,12 @@ export {
   generateSigningKey,
   jwks,
   loadSigningKey,
+  loadVerifyingKey,
+  openingKeys,
   thumbprint,
   type PublicJwk,
   type SigningKey,
+  type VerifyingKey,
 } from './keys';
 export { issueToken, TokenVerifier, type IssueInput, type SkyClaims, type VerifierOptions } from './jwt';
 export {

@@ -3,7 +3,7 @@ import jwt from 'jsonwebtoken';
 import { BoundedMap } from '../bounded-map';
 import type { Identity } from '../connector';
 import { SkyError } from '../errors';
-import type { SigningKey } from './keys';
+import type { SigningKey, VerifyingKey } from './keys';
 
 /** The claims of a sky token (SPEC §7.1); `account_id` is added so guards can match every user entry form. */
 export interface SkyClaims {
@@ -74,7 +74,7 @@ export function issueToken(key: SigningKey, input: IssueInput): { token: string;
 }
 
 export interface VerifierOptions {
-  keys: readonly SigningKey[];
+  keys: readonly VerifyingKey[];
   issuer: string;
   audience: string;
   /** Clock skew allowed on exp/iat/nbf; default 60. */
@@ -207,7 +207,7 @@ function refusalOf(err: unknown): Refused {
  * token one Map lookup (expiry is still checked on a hit).
  */
 export class TokenVerifier {
-  private readonly keys: Map<string, SigningKey>;
+  private readonly keys: Map<string, VerifyingKey>;
   private readonly leeway: number;
   /**
    * Keyed by the token's last characters (its signature's end): hashing a whole ~1 KB token that every

@@ -17,31 +17,45 @@ export interface PublicJwk {
   use: 'sig';
 }
 
-export interface SigningKey {
+/** A key tokens are verified with: sky's signing key, or a previous one (a public key, or a private one). */
+export interface VerifyingKey {
   kid: string;
-  privateKey: KeyObject;
   publicKey: KeyObject;
   publicJwk: PublicJwk;
+  privateKey?: KeyObject;
 }
 
-function fromPrivateKey(privateKey: KeyObject, source: string): SigningKey {
-  if (privateKey.asymmetricKeyType !== 'rsa') {
+export interface SigningKey extends VerifyingKey {
+  privateKey: KeyObject;
+}
+
+/** The keys a node opens what it sealed with: the signing key first (it seals), then previous private keys. */
+export function openingKeys(signing: SigningKey, previous: readonly VerifyingKey[]): SigningKey[] {
+  return [signing, ...previous.filter((k): k is SigningKey => k.privateKey !== undefined)];
+}
+
+/** @param kind what the source must be, for the message ("private key" for a signing key). */
+function fromPublicKey(publicKey: KeyObject, source: string, kind = 'key'): VerifyingKey {
+  if (publicKey.asymmetricKeyType !== 'rsa') {
     throw new SkyError(
       'invalid_config',
-      `${source}: must be an RSA private key (found ${privateKey.asymmetricKeyType ?? 'unknown'})`,
+      `${source}: must be an RSA ${kind} (found ${publicKey.asymmetricKeyType ?? 'unknown'})`,
     );
   }
-  const bits = privateKey.asymmetricKeyDetails?.modulusLength ?? 0;
+  const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
   if (bits < 2048) {
     throw new SkyError('invalid_config', `${source}: RSA key has ${bits} bits; at least 2048 are needed`);
   }
-  const publicKey = createPublicKey(privateKey);
   const { n, e } = publicKey.export({ format: 'jwk' });
   if (typeof n !== 'string' || typeof e !== 'string') {
     throw new SkyError('invalid_config', `${source}: unreadable RSA key`);
   }
   const kid = thumbprint(n, e);
-  return { kid, privateKey, publicKey, publicJwk: { kty: 'RSA', n, e, kid, alg: 'RS256', use: 'sig' } };
+  return { kid, publicKey, publicJwk: { kty: 'RSA', n, e, kid, alg: 'RS256', use: 'sig' } };
+}
+
+function fromPrivateKey(privateKey: KeyObject, source: string): SigningKey {
+  return { ...fromPublicKey(createPublicKey(privateKey), source, 'private key'), privateKey };
 }
 
 /** RFC 7638 JWK thumbprint: SHA-256 over the required members in lexical order, base64url. */
@@ -61,11 +75,31 @@ export function loadSigningKey(pem: string, source = 'signing key'): SigningKey 
   return fromPrivateKey(key, source);
 }
 
+/**
+ * A previous key (SKY_PREVIOUS_SIGNING_KEYS): it verifies tokens but signs none. A private PEM keeps its
+ * private half, so what it sealed still opens; a public PEM verifies only.
+ */
+export function loadVerifyingKey(pem: string, source = 'previous signing key'): VerifyingKey {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(pem);
+  } catch {
+    let publicKey: KeyObject;
+    try {
+      publicKey = createPublicKey(pem);
+    } catch (err) {
+      throw new SkyError('invalid_config', `${source}: not a PEM public or private key`, { cause: err });
+    }
+    return fromPublicKey(publicKey, source);
+  }
+  return fromPrivateKey(privateKey, source);
+}
+
 export function generateSigningKey(): SigningKey {
   return fromPrivateKey(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'generated key');
 }
 
-export function jwks(keys: readonly SigningKey[]): { keys: PublicJwk[] } {
+export function jwks(keys: readonly VerifyingKey[]): { keys: PublicJwk[] } {
   return { keys: keys.map((k) => k.publicJwk) };
 }
 

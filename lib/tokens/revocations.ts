@@ -21,6 +21,8 @@ export interface RevocationsOptions {
   tokenLifetimeMs: number;
   /** The time the nodes agree on (Redis's). */
   clock: Clock;
+  /** Told of each revocation this node makes (the metrics' count). */
+  revoked?: (kind: 'family' | 'user') => void;
 }
 
 /** An id → until-when map that forgets entries once they are past, swept when it doubles. */
@@ -262,6 +264,7 @@ export class Revocations {
   async revokeFamily(familyId: string): Promise<void> {
     const until = this.clock.now() + this.familyKeepMs;
     this.families.note(familyId, until, this.cutoffs().families);
+    this.options.revoked?.('family');
     await this.write(`f ${familyId}`, () => this.records.revokeFamily(familyId, until));
   }
 
@@ -272,6 +275,7 @@ export class Revocations {
   async revokeUser(sub: string): Promise<void> {
     const notBefore = Math.ceil((this.clock.now() + CLOCK_MARGIN_MS) / 1000);
     this.noteUser(sub, notBefore);
+    this.options.revoked?.('user');
     await this.write(`u ${sub}`, () => this.records.revokeUser(sub, notBefore));
   }
 }

@@ -12,16 +12,22 @@ const TAG_BYTES = 16;
  * data: a sealed value moved to another user's record does not open.
  */
 export class Vault {
-  private readonly key: Buffer;
+  private readonly keys: Buffer[];
 
-  /** @param label the key's HKDF label: each use of sealing gets a key of its own. */
-  constructor(signingKey: SigningKey, label = 'vault') {
-    this.key = deriveSecret(signingKey, label);
+  /**
+   * @param signingKeys the signing key, which seals, then previous private keys (a rotation), which
+   *   still open what they sealed.
+   * @param label the key's HKDF label: each use of sealing gets a key of its own.
+   */
+  constructor(signingKeys: SigningKey | readonly SigningKey[], label = 'vault') {
+    this.keys = (Array.isArray(signingKeys) ? signingKeys : [signingKeys]).map((k: SigningKey) =>
+      deriveSecret(k, label),
+    );
   }
 
   seal(plain: string, context: string): string {
     const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', this.key, iv).setAAD(Buffer.from(context));
+    const cipher = createCipheriv('aes-256-gcm', this.keys[0] as Buffer, iv).setAAD(Buffer.from(context));
     const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final(), cipher.getAuthTag()]);
     return `${VERSION}.${iv.toString('base64url')}.${body.toString('base64url')}`;
   }
@@ -32,16 +38,20 @@ export class Vault {
     const ivBytes = Buffer.from(iv ?? '', 'base64url');
     const bytes = Buffer.from(body ?? '', 'base64url');
     if (version !== VERSION || ivBytes.length !== IV_BYTES || bytes.length < TAG_BYTES) throw unreadable();
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', this.key, ivBytes).setAAD(Buffer.from(context));
-      decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
-      return Buffer.concat([
-        decipher.update(bytes.subarray(0, bytes.length - TAG_BYTES)),
-        decipher.final(),
-      ]).toString('utf8');
-    } catch (err) {
-      throw unreadable(err);
+    let failure: unknown;
+    for (const key of this.keys) {
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', key, ivBytes).setAAD(Buffer.from(context));
+        decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
+        return Buffer.concat([
+          decipher.update(bytes.subarray(0, bytes.length - TAG_BYTES)),
+          decipher.final(),
+        ]).toString('utf8');
+      } catch (err) {
+        failure = err;
+      }
     }
+    throw unreadable(failure);
   }
 }
 

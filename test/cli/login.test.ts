@@ -301,7 +301,9 @@ describe('bad flags: a clear message on stderr, exit 1, no stack trace', () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
     const result = await sky(skyrc, ['-t', 'ci', 'login', '-c', closed], 'bearer a.b.c\n');
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^could not reach the CI server called ci:\n\n {4}.*ECONNREFUSED/);
+    expect(result.stderr).toMatch(
+      /^could not reach the CI server called ci at http:\/\/127\.0\.0\.1:\d+\/api\/v1\/info:\n\n {4}.*ECONNREFUSED/,
+    );
   });
 
   test('-b opens the URL with $BROWSER', async () => {

@@ -5,6 +5,8 @@ import { startWebNode } from '../../lib/server';
 import { Browser } from '../harness/browser';
 import { freePort } from '../harness/global-setup';
 import { cliLoginAs } from '../harness/login';
+import { fakeBitbucketEnv, spawnWebNode } from '../harness/process';
+import { FakeBitbucket } from '../../lib/testing';
 
 /** The web node as a new user meets it: no environment at all, then the two start-up failures. */
 
@@ -142,5 +144,68 @@ test('the embedded default (no Redis) refreshes, rotates, detects reuse and revo
     expect(user.status).toBe(401);
   } finally {
     await node.close();
+  }
+});
+
+/** The lines a web node process logged at warn level, by message. */
+const warnings = (output: string): string[] =>
+  output
+    .split('\n')
+    .filter((line) => line.includes('"level":40'))
+    .map((line) => String((JSON.parse(line) as { msg: string }).msg));
+
+test('npm start with nothing set: one warning line (the fake Bitbucket), and the favicon is not a 404', async () => {
+  const node = await spawnWebNode({});
+  try {
+    const lines = warnings(node.output());
+    expect(lines).toEqual([
+      "no Bitbucket Cloud credentials: using the bundled fake Bitbucket; log in as the fixture user 'alice' (a demonstration, not for production)",
+    ]);
+    const icon = await fetch(`${node.url}/favicon.ico`);
+    expect(icon.status).toBe(204);
+    expect(icon.headers.get('cache-control')).toBe('public, max-age=86400');
+    // The default external URL follows CONCOURSE_BIND_PORT: the login button stays on this node.
+    const info = (await (await fetch(`${node.url}/api/v1/info`)).json()) as { external_url: string };
+    expect(info.external_url).toBe(`http://localhost:${new URL(node.url).port}`);
+    const login = await fetch(`${node.url}/sky/login`, { redirect: 'manual' });
+    const authorize = new URL(login.headers.get('location') ?? '');
+    expect(authorize.searchParams.get('redirect_uri')).toBe(
+      `http://localhost:${new URL(node.url).port}/sky/issuer/callback`,
+    );
+    // A favicon request is not logged at info (it was a 404 line for every page).
+    expect(node.output()).not.toContain('favicon');
+  } finally {
+    await node.stop();
+  }
+});
+
+test('real credentials with an http external URL: a warning about cookies without Secure', async () => {
+  const fake = await FakeBitbucket.start();
+  const node = await spawnWebNode({
+    ...fakeBitbucketEnv(fake),
+    CONCOURSE_EXTERNAL_URL: 'http://ci.internal:8080',
+  });
+  try {
+    expect(warnings(node.output())).toEqual([
+      'the external URL http://ci.internal:8080 is http: login cookies are sent without Secure and tokens travel in clear; use an https CONCOURSE_EXTERNAL_URL (behind TLS) in production',
+      'no REDIS_URL: sessions, teams and revocations are kept in process memory (one node only, lost at restart)',
+    ]);
+  } finally {
+    await node.stop();
+    await fake.stop();
+  }
+});
+
+test('a port already in use: the start-up error names CONCOURSE_BIND_PORT', async () => {
+  const first = await spawnWebNode({});
+  try {
+    const port = new URL(first.url).port;
+    await expect(
+      startWebNode({ CONCOURSE_BIND_IP: '127.0.0.1', CONCOURSE_BIND_PORT: port, LOG_LEVEL: 'silent' }),
+    ).rejects.toThrow(
+      `CONCOURSE_BIND_PORT: 127.0.0.1:${port} is already in use by another process: stop it, or choose another port with CONCOURSE_BIND_PORT (and CONCOURSE_EXTERNAL_URL)`,
+    );
+  } finally {
+    await first.stop();
   }
 });

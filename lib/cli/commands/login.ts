@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { SkyError } from '../../errors';
 import { validateTeamName } from '../../teams/auth';
 import { challengeOf, confirmationCode, newNonce, newVerifier } from '../../tokens/pkce';
-import { expectJson, send } from '../client';
+import { expectJson, probeInfo, send } from '../client';
 import { booleanOption, print, stringOption, type CommandSpec, type Context, type Values } from '../command';
 import { loadTarget, updateTargets } from '../skyrc';
 
@@ -234,6 +234,7 @@ async function login(ctx: Context, values: Values): Promise<void> {
   if (username === undefined && stringOption(values, 'password') !== undefined) {
     throw new SkyError('invalid_request', '--password needs --username (-u)');
   }
+  await probeInfo(name, api);
   print(ctx, `logging in to team '${team}'\n\n`);
   const tokens =
     username === undefined

@@ -1,7 +1,7 @@
 import { SkyError } from '../../errors';
 import { callApi, expectJson, send, serverError, type Session } from '../client';
 import { booleanOption, openSession, print, type CommandSpec, type Context, type Values } from '../command';
-import { renderTable } from '../io';
+import { CliExit, renderTable } from '../io';
 import { loadTargets, updateTargets, type TargetToken } from '../skyrc';
 
 /** GET /api/v1/user. */
@@ -32,8 +32,9 @@ async function userinfo(ctx: Context, values: Values): Promise<void> {
  * forgotten too; when the node cannot be reached the token is kept, so the logout can be retried.
  * The refresh token travels along so a node that tracks it can revoke it with the session.
  */
-async function revoke(session: Session): Promise<void> {
+async function revoke(session: Session): Promise<string | null> {
   const token = session.target.token?.value;
+  let unreached: string | null = null;
   if (token) {
     const body = new URLSearchParams(
       session.target.refresh_token ? { refresh_token: session.target.refresh_token } : {},
@@ -46,9 +47,16 @@ async function revoke(session: Session): Promise<void> {
         'content-type': 'application/x-www-form-urlencoded',
       },
       body: body.toString(),
+    }).catch((err: unknown) => {
+      // Unreachable: the local token goes anyway (it is what the person asked); the node keeps it valid.
+      if (err instanceof CliExit || (err instanceof SkyError && err.code === 'upstream_timeout')) {
+        unreached = `could not reach ${session.target.api} to revoke the token; it was removed from this machine but stays valid there until it expires (${expiry(session.target.token)})`;
+        return null;
+      }
+      throw err;
     });
-    if (!res.ok && res.status !== 401) throw await serverError(res);
-    await res.body?.cancel();
+    if (res && !res.ok && res.status !== 401) throw await serverError(res);
+    await res?.body?.cancel();
   }
   await updateTargets(session.file, (targets) => {
     const target = targets[session.name];
@@ -56,19 +64,32 @@ async function revoke(session: Session): Promise<void> {
     delete target.token;
     delete target.refresh_token;
   });
+  return unreached;
 }
 
 /** fly logout: -t one target, or -a every target. */
 async function logout(ctx: Context, values: Values): Promise<void> {
   const all = booleanOption(values, 'all');
   if (ctx.target && !all) {
-    await revoke(await openSession(ctx));
+    const unreached = await revoke(await openSession(ctx));
+    if (unreached) ctx.io.stderr.write(`warning: ${unreached}\n`);
     print(ctx, `logged out of target: ${ctx.target}\n`);
     return;
   }
   if (!ctx.target && all) {
+    // Every target, whatever happens to one: each failure is reported, and the exit says there was one.
     const targets = await loadTargets(ctx.file);
-    for (const [name, target] of Object.entries(targets)) await revoke({ name, file: ctx.file, target });
+    let failed = 0;
+    for (const [name, target] of Object.entries(targets)) {
+      try {
+        const unreached = await revoke({ name, file: ctx.file, target });
+        if (unreached) ctx.io.stderr.write(`warning: ${name}: ${unreached}\n`);
+      } catch (err) {
+        failed++;
+        ctx.io.stderr.write(`error: ${name}: ${err instanceof Error ? err.message.trim() : String(err)}\n`);
+      }
+    }
+    if (failed > 0) throw new CliExit(`could not log out of ${failed} target${failed === 1 ? '' : 's'}\n`);
     print(ctx, 'logged out of all targets\n');
     return;
   }

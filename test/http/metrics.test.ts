@@ -1,0 +1,86 @@
+import { FakeBitbucket } from '../../lib/testing';
+import { Browser } from '../harness/browser';
+import { loginAs } from '../harness/login';
+import { startNode, type TestNode } from '../harness/node';
+
+/**
+ * sky's Prometheus metrics (README "Metrics") count what happened: a login, a refusal by reason, a
+ * Bitbucket error by endpoint and status, the guards' verdicts.
+ */
+let fake: FakeBitbucket;
+let node: TestNode;
+beforeAll(async () => {
+  fake = await FakeBitbucket.start();
+  node = await startNode({ fake });
+});
+afterAll(async () => {
+  await node.close();
+  await fake.stop();
+});
+
+/** One sample's value in the registry's text, 0 when absent. */
+async function sample(name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await node.router.metrics.metrics();
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const have = (match[2] ?? '').split(',');
+    if (wanted.every((w) => have.includes(w))) return Number(match[3]);
+  }
+  return 0;
+}
+
+test('a login, a refusal and a Bitbucket error are counted, by connector, reason and endpoint', async () => {
+  const logins = await sample('sky_logins_total', { connector: 'bitbucket-cloud' });
+  await loginAs(node.url, fake, 'alice');
+  expect(await sample('sky_logins_total', { connector: 'bitbucket-cloud' })).toBe(logins + 1);
+  expect(
+    await sample('sky_upstream_requests_total', { endpoint: '/2.0/user', status: '200' }),
+  ).toBeGreaterThan(0);
+
+  // dave is in no team of this node: refused at the callback, with that reason.
+  const refusedBefore = await sample('sky_login_refusals_total', { reason: 'not_in_any_team' });
+  fake.consentAs('dave');
+  const hops = await new Browser().follow(`${node.url}/sky/login`, 3);
+  expect(hops[2]?.status).toBe(403);
+  expect(await sample('sky_login_refusals_total', { reason: 'not_in_any_team' })).toBe(refusedBefore + 1);
+
+  // Bitbucket answers 500 for the user: every attempt counted with its status, the login refused.
+  fake.addFault({ match: /^\/2\.0\/user$/, status: 500 });
+  try {
+    const failed = await new Browser().follow(`${node.url}/sky/login`, 3);
+    expect(failed[2]?.status).toBe(502);
+  } finally {
+    fake.clearFaults();
+  }
+  expect(await sample('sky_upstream_requests_total', { endpoint: '/2.0/user', status: '500' })).toBe(3);
+  expect(await sample('sky_login_refusals_total', { reason: 'upstream_error' })).toBe(1);
+  expect(
+    await sample('sky_upstream_request_duration_seconds_count', { endpoint: '/2.0/user' }),
+  ).toBeGreaterThanOrEqual(4);
+});
+
+test('guard decisions: allowed, unauthenticated and forbidden', async () => {
+  const alice = await loginAs(node.url, fake, 'alice');
+  await node.putTeam('ops', { owner: { users: ['bitbucket-cloud:bob'] } });
+  const bob = await loginAs(node.url, fake, 'bob');
+  const before = {
+    allowed: await sample('sky_guard_decisions_total', { result: 'allowed' }),
+    unauthenticated: await sample('sky_guard_decisions_total', { result: 'unauthenticated' }),
+    forbidden: await sample('sky_guard_decisions_total', { result: 'forbidden' }),
+  };
+  expect((await fetch(`${node.url}/api/v1/teams/main`, { headers: alice.bearer })).status).toBe(200);
+  expect((await fetch(`${node.url}/api/v1/teams/main`)).status).toBe(401);
+  expect((await fetch(`${node.url}/api/v1/teams/main`, { headers: bob.bearer })).status).toBe(403);
+  expect(await sample('sky_guard_decisions_total', { result: 'allowed' })).toBe(before.allowed + 1);
+  expect(await sample('sky_guard_decisions_total', { result: 'unauthenticated' })).toBe(
+    before.unauthenticated + 1,
+  );
+  expect(await sample('sky_guard_decisions_total', { result: 'forbidden' })).toBe(before.forbidden + 1);
+  // A logout is a revocation of its family.
+  const revoked = await sample('sky_revocations_total', { kind: 'family' });
+  const out = await fetch(`${node.url}/sky/logout`, { method: 'POST', headers: bob.bearer });
+  expect(out.status).toBe(204);
+  expect(await sample('sky_revocations_total', { kind: 'family' })).toBe(revoked + 1);
+});
