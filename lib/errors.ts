@@ -61,18 +61,22 @@ const DEFAULT_STATUS: Record<SkyErrorCode, number> = {
 export interface SkyErrorOptions {
   status?: number;
   cause?: unknown;
+  /** Who the error is about (a subject): on the error handler's log line, never in the answer. */
+  sub?: string;
 }
 
 /** The one error class of sky: a stable `code`, the HTTP `status` it maps to, and the `cause`. */
 export class SkyError extends Error {
   readonly code: SkyErrorCode;
   readonly status: number;
+  readonly sub: string | undefined;
 
   constructor(code: SkyErrorCode, message: string, options: SkyErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SkyError';
     this.code = code;
     this.status = options.status ?? DEFAULT_STATUS[code];
+    this.sub = options.sub;
   }
 }
 

@@ -1,9 +1,40 @@
+import { Agent } from 'undici';
 import { SkyError, type SkyErrorCode } from '../errors';
 import { CliExit } from './io';
 import { updateTargets, type Target } from './skyrc';
 
 /** How long one HTTP call to the web node may take. */
 const TIMEOUT_MS = 30_000;
+
+/** Who a request goes to: the target's name (for messages) and how its TLS certificate is checked. */
+export interface Peer {
+  name: string;
+  /** -k: no certificate check. */
+  insecure?: boolean;
+  /** --ca-cert: the PEM of the CA to trust (instead of the system's). */
+  caCert?: string;
+}
+
+/** The peer of a saved target. */
+export function peerOf(session: Session): Peer {
+  const { insecure, ca_cert: caCert } = session.target;
+  return { name: session.name, ...(insecure ? { insecure } : {}), ...(caCert ? { caCert } : {}) };
+}
+
+/** One undici Agent per TLS setting in use (the CLI talks to one node per run). */
+const agents = new Map<string, Agent>();
+function dispatcherOf(peer: Peer): Agent | undefined {
+  if (!peer.insecure && !peer.caCert) return undefined;
+  const key = `${peer.insecure ? 'k' : ''}:${peer.caCert ?? ''}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = new Agent({
+      connect: peer.insecure ? { rejectUnauthorized: false } : { ca: peer.caCert ?? '' },
+    });
+    agents.set(key, agent);
+  }
+  return agent;
+}
 
 /** A target being worked on: its name, where it is saved, and its current tokens. */
 export interface Session {
@@ -28,20 +59,27 @@ function unreachable(name: string, url: string, err: unknown): CliExit {
   const code = typeof cause?.code === 'string' ? cause.code : '';
   const detail = typeof cause?.message === 'string' ? cause.message : (err as Error).message;
   const hint = TLS_CODES.has(code)
-    ? '\nits TLS certificate is not trusted. for a private CA, point NODE_EXTRA_CA_CERTS at its PEM file.\n'
+    ? '\nits TLS certificate is not trusted. for a private CA, log in with --ca-cert ca.pem (or -k to skip the check).\n'
     : '\nis the targeted CI server running? better go catch it lol\n';
   return new CliExit(`could not reach the CI server called ${name} at ${url}:\n\n    ${detail}\n${hint}`);
 }
 
 /** fetch with a timeout, and the network failures said in words (never a stack trace). */
 export async function send(
-  name: string,
+  peer: Peer,
   url: string,
   init: RequestInit = {},
   timeoutMs = TIMEOUT_MS,
 ): Promise<Response> {
+  const { name } = peer;
+  const dispatcher = dispatcherOf(peer);
   try {
-    return await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    return await fetch(url, {
+      ...init,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(timeoutMs),
+      ...(dispatcher ? { dispatcher } : {}),
+    } as RequestInit);
   } catch (err) {
     if ((err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError') {
       throw new SkyError('upstream_timeout', `${url} did not answer within ${timeoutMs / 1000}s`, {
@@ -59,9 +97,9 @@ const PROBE_MS = 4_000;
  * What fly does first: GET <url>/api/v1/info. A URL where no CI server answers fails here, in seconds,
  * before a login URL is printed; the answer's version is returned.
  */
-export async function probeInfo(name: string, api: string): Promise<string> {
+export async function probeInfo(peer: Peer, api: string): Promise<string> {
   const url = `${api}/api/v1/info`;
-  const res = await send(name, url, { headers: { accept: 'application/json' } }, PROBE_MS);
+  const res = await send(peer, url, { headers: { accept: 'application/json' } }, PROBE_MS);
   const body = (await res.json().catch(() => null)) as { version?: unknown } | null;
   if (!res.ok || typeof body?.version !== 'string') {
     throw new SkyError(
@@ -120,7 +158,7 @@ function request(session: Session, path: string, token: string, init: RequestIni
   const headers = new Headers(init.headers);
   headers.set('authorization', `Bearer ${token}`);
   headers.set('accept', 'application/json');
-  return send(session.name, session.target.api + path, { ...init, headers });
+  return send(peerOf(session), session.target.api + path, { ...init, headers });
 }
 
 /**
@@ -144,7 +182,7 @@ export async function callApi(session: Session, path: string, init: RequestInit 
 async function refresh(session: Session): Promise<string> {
   const refreshToken = session.target.refresh_token;
   if (!refreshToken) throw notAuthorized(session.name, true);
-  const res = await send(session.name, `${session.target.api}/sky/token`, {
+  const res = await send(peerOf(session), `${session.target.api}/sky/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
     body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }).toString(),

@@ -1,26 +1,21 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SkyError } from '../errors';
 import type { CommandSpec, Context, OptionSpec } from './command';
 import { loginCommand } from './commands/login';
-import { logoutCommand, targetsCommand, userinfoCommand } from './commands/session';
+import { completionCommand } from './commands/completion';
+import { logoutCommand, userinfoCommand } from './commands/session';
+import {
+  deleteTargetCommand,
+  editTargetCommand,
+  renameTargetCommand,
+  statusCommand,
+  targetsCommand,
+} from './commands/targets';
 import { destroyTeamCommand, getTeamCommand, setTeamCommand, teamsCommand } from './commands/teams';
 import { CliExit, Prompter, type CliIO } from './io';
 import { skyrcPath } from './skyrc';
-
-/** The commands of SPEC §9, each a row of data: name, aliases, flags, handler. */
-export const COMMANDS: readonly CommandSpec[] = [
-  loginCommand,
-  logoutCommand,
-  setTeamCommand,
-  teamsCommand,
-  getTeamCommand,
-  destroyTeamCommand,
-  userinfoCommand,
-  targetsCommand,
-];
+import { VERSION } from '../version';
 
 /** fly's application options, accepted before or after the command. */
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
@@ -30,13 +25,22 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   version: { type: 'boolean', short: 'v', description: 'Print the version of sky and exit' },
 };
 
-function version(): string {
-  // Two levels up from lib/cli (tsx) and from dist/cli (the built binary) alike.
-  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-    version?: string;
-  };
-  return pkg.version ?? 'unknown';
-}
+/** The commands of SPEC §9, each a row of data: name, aliases, flags, handler. */
+export const COMMANDS: readonly CommandSpec[] = [
+  loginCommand,
+  logoutCommand,
+  statusCommand,
+  setTeamCommand,
+  teamsCommand,
+  getTeamCommand,
+  destroyTeamCommand,
+  userinfoCommand,
+  targetsCommand,
+  deleteTargetCommand,
+  renameTargetCommand,
+  editTargetCommand,
+  completionCommand(() => COMMANDS, GLOBAL_OPTIONS),
+];
 
 function optionLines(options: Record<string, OptionSpec>): string[] {
   const flags = Object.entries(options).map(([name, o]) => {
@@ -131,7 +135,7 @@ async function dispatch(argv: string[], io: CliIO, prompter: Prompter): Promise<
   const parsed = parse(rest, { ...GLOBAL_OPTIONS, ...(command?.options ?? {}) }, command?.name ?? '');
   const values = parsed.values;
   if (values['version'] === true) {
-    io.stdout.write(version() + '\n');
+    io.stdout.write(VERSION + '\n');
     return;
   }
   if (!command || values['help'] === true) {

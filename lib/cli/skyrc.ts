@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { stringify as stringifyYaml } from 'yaml';
+import { parseYamlText } from '../yaml';
 import { SkyError } from '../errors';
 
 /** fly's .flyrc token: `{type: bearer, value: <jwt>}`. */
@@ -17,9 +18,13 @@ export interface Target {
   team: string;
   token?: TargetToken;
   refresh_token?: string;
+  /** fly's `insecure`: TLS certificates of this target are not checked (`sky login -k`). */
+  insecure?: boolean;
+  /** fly's `ca_cert`: the PEM of the CA that signed this target's certificate (`sky login --ca-cert`). */
+  ca_cert?: string;
 }
 
-/** Keys sky does not know (a .flyrc's `insecure`, `ca_cert`) ride along untouched. */
+/** Keys sky does not know ride along untouched. */
 export type StoredTarget = Target & Record<string, unknown>;
 export type Targets = Record<string, StoredTarget>;
 
@@ -50,12 +55,9 @@ export async function loadTargets(file: string): Promise<Targets> {
       cause: err,
     });
   }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text, { maxAliasCount: 50 });
-  } catch (err) {
-    throw invalidRc(file, (err as Error).message.split('\n')[0] ?? 'not YAML');
-  }
+  const parsed = parseYamlText(text);
+  if ('problem' in parsed) throw invalidRc(file, parsed.problem);
+  const { doc } = parsed;
   if (doc === null || doc === undefined) return {};
   const root = asRecord(doc);
   const rawTargets = root ? (root['targets'] ?? {}) : undefined;
@@ -68,12 +70,14 @@ export async function loadTargets(file: string): Promise<Targets> {
     if (!entry || typeof entry['api'] !== 'string' || entry['api'] === '') {
       throw invalidRc(file, `target '${name}' has no api URL`);
     }
-    const { token, refresh_token: refreshToken, team, ...rest } = entry;
+    const { token, refresh_token: refreshToken, team, insecure, ca_cert: caCert, ...rest } = entry;
     const target: StoredTarget = {
       ...rest,
       api: entry['api'],
       team: typeof team === 'string' && team ? team : 'main',
     };
+    if (insecure === true) target.insecure = true;
+    if (typeof caCert === 'string' && caCert !== '') target.ca_cert = caCert;
     const tok = asRecord(token);
     if (tok && typeof tok['type'] === 'string' && typeof tok['value'] === 'string' && tok['value'] !== '') {
       target.token = { type: tok['type'], value: tok['value'] };

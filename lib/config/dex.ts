@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseYamlText } from '../yaml';
 import { SkyError } from '../errors';
 import { parseBoolean } from './env';
 import type { Layered } from './options';
@@ -44,12 +44,9 @@ export function applyDexYaml(layered: Layered, file: string, env: Record<string,
   } catch (err) {
     return fail(`SKY_CONFIG: cannot read '${file}': ${(err as Error).message}`);
   }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text, { maxAliasCount: 50 });
-  } catch (err) {
-    return fail(`SKY_CONFIG: '${file}' is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
-  }
+  const parsed = parseYamlText(text);
+  if ('problem' in parsed) return fail(`SKY_CONFIG: '${file}' is not valid YAML: ${parsed.problem}`);
+  const { doc } = parsed;
   const connectors = (doc as { connectors?: unknown } | null)?.connectors;
   if (!Array.isArray(connectors)) return fail(`SKY_CONFIG: '${file}' has no connectors: list`);
   applyExpiry(layered, (doc as { expiry?: unknown }).expiry, file);

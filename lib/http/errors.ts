@@ -21,7 +21,8 @@ export function assignRequestId(req: Request, res: Response): string {
 
 /**
  * What a person reads on an error page for each code: the title says what happened, the hint what to
- * do next (the page offers "Log in again" and "Go to the start page" below it).
+ * do next (the page offers "Log in again" and "Go to the start page" below it, or only the start page
+ * where a login would not help: NO_LOGIN_OFFER).
  */
 const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> = {
   access_denied: {
@@ -168,6 +169,18 @@ function countError(metrics: Metrics, req: Request, error: SkyError): void {
     metrics.loginRefusals.inc({ reason: error.code });
 }
 
+/** Pages where logging in again changes nothing: a missing page or team, a role, a server fault. */
+const NO_LOGIN_OFFER = new Set<SkyErrorCode>([
+  'not_found',
+  'team_not_found',
+  'forbidden',
+  'invalid_config',
+  'store_unavailable',
+  'store_full',
+  'clock_skew',
+  'method_not_allowed',
+]);
+
 let fallbackLog: Logger | undefined;
 
 /**
@@ -181,7 +194,13 @@ export function errorHandler(): ErrorRequestHandler {
     const ctx = skyContextOf(req);
     const log = ctx?.log ?? (fallbackLog ??= createLogger());
     if (ctx) countError(ctx.metrics, req, error);
-    const entry = { reqId: req.skyRequestId, error: error.code, status: error.status, path: req.path };
+    const entry = {
+      reqId: req.skyRequestId,
+      error: error.code,
+      status: error.status,
+      path: req.path,
+      ...(error.sub === undefined ? {} : { sub: error.sub }),
+    };
     // Why a 401 (a fixed phrase of the verifier or the guards) goes to the log only; other 4xx causes
     // stay out (a JSON parse error quotes the body it failed on).
     const reason =
@@ -225,6 +244,7 @@ export function errorHandler(): ErrorRequestHandler {
         title: text.title,
         message: error.message,
         hint: text.hint,
+        ...(NO_LOGIN_OFFER.has(error.code) ? { offerLogin: false } : {}),
         ...(req.skyRequestId ? { requestId: req.skyRequestId } : {}),
       }),
     );

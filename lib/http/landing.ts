@@ -26,7 +26,16 @@ export function landing(): RequestHandler {
         if (tokenFromCookies(cookies))
           res.append('Set-Cookie', clearAuthCookies(cookies, cookieAttributes(ctx.config)));
         // A login started here lands here (the default redirect_uri): nothing to carry.
-        sendPage(res, 200, loginPage({ choices: loginChoices(ctx.connectors, base, {}) }));
+        // After a logout (its redirect says so), the page says it happened.
+        const notice =
+          req.query['logged_out'] === '1'
+            ? 'You are logged out: that login has ended on every node of this CI server.'
+            : undefined;
+        sendPage(
+          res,
+          200,
+          loginPage({ choices: loginChoices(ctx.connectors, base, {}), ...(notice ? { notice } : {}) }),
+        );
         return;
       }
       next(err);

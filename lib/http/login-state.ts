@@ -113,19 +113,29 @@ export class LoginStateCookies {
 
   verify(req: Request, handle: string, callback: Verified): void {
     const refuse = (message: string): void => callback(null, false, { message } as never);
-    if (typeof handle !== 'string' || handle.length > 128) return refuse('malformed login state');
+    if (typeof handle !== 'string' || handle.length > 128)
+      return refuse('This login link is damaged. Start the login again.');
     const h = hash(handle);
     const name = cookieName(h);
     const value = parseCookies(req.headers.cookie)[name];
-    if (value === undefined) return refuse('unknown or already used login state');
+    if (value === undefined)
+      return refuse(
+        'This login was already finished, or it was started in another browser. Start the login again in this browser.',
+      );
     this.cookie(req, name, '', new Date(0)); // single use in this browser, whatever comes next
     const pending = this.open(name, value);
-    if (!pending || pending.h !== h) return refuse('the login state cannot be read');
+    if (!pending || pending.h !== h)
+      return refuse(
+        'This login cannot be read: it was started in another browser, or before the CI server changed its key. Start the login again.',
+      );
     const left = pending.e - Date.now();
-    if (left <= 0) return refuse('login state expired');
+    if (left <= 0) return refuse('This login was started more than 10 minutes ago. Start it again.');
     // Spent on every node: a copied cookie and state cannot be replayed while they would still be valid.
     this.spent.put(`state:${h}`, '', left).then(
-      (fresh) => (fresh ? callback(null, pending.v, pending.s as never) : refuse('login state already used')),
+      (fresh) =>
+        fresh
+          ? callback(null, pending.v, pending.s as never)
+          : refuse('This login was already finished once. Start the login again if you need to.'),
       (err: unknown) => callback(err as Error, false),
     );
   }

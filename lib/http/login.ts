@@ -372,7 +372,10 @@ export function callback(passport: Authenticator, states: LoginStateCookies) {
       if (err) return next(err);
       if (!loggedIn || !info?.state) {
         return next(
-          new SkyError('invalid_state', `The login state is not valid: ${info?.message ?? 'unknown state'}.`),
+          new SkyError(
+            'invalid_state',
+            info?.message ?? 'This login cannot be continued. Start the login again.',
+          ),
         );
       }
       issueAndLand(req, res, next, loggedIn, info.state);

@@ -1,12 +1,6 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { RequestHandler } from 'express';
+import { VERSION } from '../version';
 import type { SkyContext } from './context';
-
-/** sky's own version, from its package.json (beside dist/ and lib/ alike). */
-export const VERSION = (
-  JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
-).version;
 
 /**
  * GET /api/v1/info (SPEC §12), Concourse's shape: what `fly` and `sky login` ask a URL first, to learn

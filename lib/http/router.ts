@@ -28,6 +28,7 @@ import {
   type SigningKey,
 } from '../tokens';
 import { Grants, type LoginFamily } from '../tokens/grants';
+import { subjectOf } from '../tokens/jwt';
 import { CurrentGroups } from '../tokens/groups';
 import { Revocations } from '../tokens/revocations';
 import { attachContext, cookieAttributes, type Issued, type SkyContext } from './context';
@@ -185,7 +186,16 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     clock.assertCanIssue();
     const teamRoles = await teams.teamsOf(identity);
     if (Object.keys(teamRoles).length === 0) {
-      throw new SkyError('not_in_any_team', 'You are not a member of any team on this CI server.');
+      // The page names the account that tried: a person with several accounts sees which one it was.
+      const connector = connectors.find((c) => c.id === identity.connector);
+      const account = identity.userName || identity.accountId;
+      const named = identity.name && identity.name !== account ? ` (${identity.name})` : '';
+      const where = connector?.login === 'redirect' ? ` to ${connector.displayName}` : '';
+      throw new SkyError(
+        'not_in_any_team',
+        `You logged in${where} as ${account}${named}, and that account is not a member of any team on this CI server.`,
+        { sub: subjectOf(identity) },
+      );
     }
     const { familyId, refreshToken } = await family();
     const { token, claims } = issueToken(key, {
@@ -345,7 +355,8 @@ function logout(ctx: SkyContext): RequestHandler {
     );
     res.set('Cache-Control', 'no-store');
     ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub, jti: claims.jti }, 'logout');
-    if (req.accepts(['json', 'html']) === 'html') res.redirect(303, `${ctx.config.externalUrl}/`);
+    if (req.accepts(['json', 'html']) === 'html')
+      res.redirect(303, `${ctx.config.externalUrl}/?logged_out=1`);
     else res.status(204).end();
   };
 }

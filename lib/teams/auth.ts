@@ -1,4 +1,4 @@
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { parseYamlText } from '../yaml';
 import type { ConnectorModule, Identity } from '../connector';
 import { CONNECTORS, DEFAULT_CONNECTOR, connectorModule, splitPrefixed } from '../connectors';
 import { SkyError } from '../errors';
@@ -153,14 +153,12 @@ const yamlKeys = (): string => CONNECTORS.map((c) => c.entries.yamlKey).join(', 
  * fly set-team --config (SPEC §6.2): `roles: [{name, bitbucket-cloud: {users, teams}, local: {users}}]`,
  * one key per connector (its users, and its groups under the connector's own word: Concourse's `teams`).
  */
-export function parseRolesYaml(text: string): TeamAuth {
-  let doc: unknown;
-  try {
-    doc = parseYaml(text, { maxAliasCount: 50 });
-  } catch (err) {
-    const detail = err instanceof YAMLParseError ? err.message.split('\n')[0] : String(err);
-    throw invalid(`invalid roles YAML: ${detail}`);
+export function parseRolesYaml(text: string, file?: string): TeamAuth {
+  const parsed = parseYamlText(text);
+  if ('problem' in parsed) {
+    throw invalid(`invalid roles YAML${file === undefined ? '' : ` in '${file}'`}: ${parsed.problem}`);
   }
+  const { doc } = parsed;
   if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as Record<string, unknown>)['roles'])) {
     throw invalid(EMPTY);
   }

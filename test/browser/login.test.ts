@@ -141,10 +141,15 @@ test('log in, consent at the fake, see the teams, call the API from the page, lo
   expect(await page.locator('tbody tr', { hasText: 'browser-made' }).innerText()).toMatch(/viewer/);
 
   // Log out: back on the login page, and the page's API call is refused.
-  const loggedOut = page.waitForResponse((r) => r.url() === `${node.url}/` && r.request().method() === 'GET');
+  const loggedOut = page.waitForResponse(
+    (r) => r.url() === `${node.url}/?logged_out=1` && r.request().method() === 'GET',
+  );
   await page.getByRole('button', { name: 'Log out' }).click();
   await expectSafePage(await loggedOut);
   expect(await h1(page)).toBe('Log in');
+  expect(await page.getByRole('status').innerText()).toBe(
+    'You are logged out: that login has ended on every node of this CI server.',
+  );
   expect((await page.context().cookies()).map((c) => c.name)).not.toContain('skymarshal_auth');
   expect(
     await page.evaluate<number>(

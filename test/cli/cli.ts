@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -114,6 +115,8 @@ export interface SavedTarget {
   team: string;
   token?: { type: string; value: string };
   refresh_token?: string;
+  insecure?: boolean;
+  ca_cert?: string;
 }
 
 /** The .skyrc as YAML, parsed. */
@@ -129,4 +132,28 @@ export function modeOf(file: string): number {
 export function spoiled(jwt: string): string {
   const [header = '', payload = '', signature = ''] = jwt.split('.');
   return `${header}.${payload}.${'A'.repeat(signature.length)}`;
+}
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+const MAIN = path.join(ROOT, 'lib', 'cli', 'main.ts');
+
+/** `sky …` in a pseudo-terminal: what it printed (stdout and stderr, as a terminal shows them), its exit, its time. */
+export function inTerminal(
+  skyrc: string,
+  args: string[],
+): Promise<{ code: number; output: string; ms: number }> {
+  const started = Date.now();
+  const command = [TSX, MAIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  return new Promise((resolve) => {
+    execFile(
+      'script',
+      ['-qefc', command, '/dev/null'],
+      { cwd: ROOT, env: { ...process.env, SKYRC: skyrc, NO_COLOR: '1' }, timeout: 30_000 },
+      (err, stdout) => {
+        const code = err ? Number((err as { code?: unknown }).code ?? 1) : 0;
+        resolve({ code, output: stdout.replace(/\r\n/g, '\n'), ms: Date.now() - started });
+      },
+    );
+  });
 }

@@ -1,11 +1,9 @@
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import path from 'node:path';
 import { FakeBitbucket } from '../../lib/testing';
 import { freePort } from '../harness/global-setup';
 import { startNode } from '../harness/node';
-import { loginByPaste, readSkyrc, tempSkyrc } from './cli';
+import { inTerminal, loginByPaste, readSkyrc, tempSkyrc } from './cli';
 
 /**
  * The CLI where the node is not (SPEC §9): `sky login` asks <url>/api/v1/info first and fails in
@@ -13,27 +11,6 @@ import { loginByPaste, readSkyrc, tempSkyrc } from './cli';
  * failure. The real binary runs in a pseudo-terminal (util-linux `script`), as a person meets it.
  */
 jest.setTimeout(60_000);
-
-const ROOT = path.resolve(__dirname, '..', '..');
-const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
-const MAIN = path.join(ROOT, 'lib', 'cli', 'main.ts');
-
-/** `sky …` in a pseudo-terminal: what it printed (stdout and stderr, as a terminal shows them), its exit, its time. */
-function inTerminal(skyrc: string, args: string[]): Promise<{ code: number; output: string; ms: number }> {
-  const started = Date.now();
-  const command = [TSX, MAIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  return new Promise((resolve) => {
-    execFile(
-      'script',
-      ['-qefc', command, '/dev/null'],
-      { cwd: ROOT, env: { ...process.env, SKYRC: skyrc, NO_COLOR: '1' }, timeout: 30_000 },
-      (err, stdout) => {
-        const code = err ? Number((err as { code?: unknown }).code ?? 1) : 0;
-        resolve({ code, output: stdout.replace(/\r\n/g, '\n'), ms: Date.now() - started });
-      },
-    );
-  });
-}
 
 let fake: FakeBitbucket;
 beforeAll(async () => {

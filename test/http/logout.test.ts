@@ -39,7 +39,9 @@ test('logout from the landing page form: cookies cleared, session destroyed, tok
     body: `csrf_token=${encodeURIComponent(csrf)}`,
   });
   expect(out.status).toBe(303);
-  expect(out.location).toBe(`${node.url}/`);
+  expect(out.location).toBe(`${node.url}/?logged_out=1`);
+  const page = await browser.request(out.location ?? '');
+  expect(page.body).toContain('You are logged out: that login has ended on every node of this CI server.');
   for (const name of ['skymarshal_auth', 'skymarshal_csrf']) {
     expect(out.setCookies.find((c) => c.startsWith(`${name}=`))).toMatch(/Expires=Thu, 01 Jan 1970/);
   }

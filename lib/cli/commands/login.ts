@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
-import { timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SkyError } from '../../errors';
 import { validateTeamName } from '../../teams/auth';
 import { challengeOf, confirmationCode, newNonce, newVerifier } from '../../tokens/pkce';
-import { expectJson, probeInfo, send } from '../client';
+import { expectJson, probeInfo, send, type Peer } from '../client';
 import { booleanOption, print, stringOption, type CommandSpec, type Context, type Values } from '../command';
-import { loadTarget, updateTargets } from '../skyrc';
+import { loadTarget, updateTargets, type Target } from '../skyrc';
 
 /** What the browser (or the person at the keyboard) hands over: a login code to redeem, or a bare token. */
 type Delivered = { code: string } | { token: string };
@@ -39,6 +40,40 @@ export function parseApiUrl(raw: string): string {
   if (!['http:', 'https:'].includes(url.protocol) || !url.hostname) throw invalid;
   if (url.username || url.password || url.search || url.hash) throw invalid;
   return url.href.replace(/\/+$/, '');
+}
+
+/**
+ * How this login checks the node's TLS certificate, as fly: -k (none), --ca-cert FILE (a private CA),
+ * else the saved target's setting (a URL given anew with neither starts from the system's CAs).
+ */
+function peerFor(name: string, values: Values, saved: Target | undefined): Peer {
+  const insecure = booleanOption(values, 'insecure');
+  const caFile = stringOption(values, 'ca-cert');
+  if (insecure && caFile !== undefined) {
+    throw new SkyError('invalid_request', '--insecure (-k) and --ca-cert exclude each other');
+  }
+  if (caFile !== undefined) {
+    let pem: string;
+    try {
+      pem = readFileSync(caFile, 'utf8');
+      new X509Certificate(pem);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new SkyError(
+        'invalid_request',
+        code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR'
+          ? `could not read the CA certificate '${caFile}': ${code}`
+          : `'${caFile}' is not a PEM certificate (--ca-cert takes the CA's certificate, e.g. ca.pem)`,
+      );
+    }
+    return { name, caCert: pem };
+  }
+  if (insecure) return { name, insecure: true };
+  return {
+    name,
+    ...(saved?.insecure ? { insecure: true } : {}),
+    ...(saved?.ca_cert ? { caCert: saved.ca_cert } : {}),
+  };
 }
 
 /** --port: the server refuses fly_port outside 1024–65535, so the CLI does too. */
@@ -147,12 +182,12 @@ async function pasted(ctx: Context): Promise<Delivered> {
 
 /** POST /sky/token with one grant; `what` names it in the error ("the login code"). */
 async function tokenGrant(
-  name: string,
+  peer: Peer,
   api: string,
   grant: Record<string, string>,
   what: string,
 ): Promise<Tokens> {
-  const res = await send(name, `${api}/sky/token`, {
+  const res = await send(peer, `${api}/sky/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
     body: new URLSearchParams(grant).toString(),
@@ -173,9 +208,9 @@ async function tokenGrant(
 }
 
 /** Redeems the login code with this login's verifier (grant_type=authorization_code). */
-const redeem = (name: string, api: string, code: string, verifier: string): Promise<Tokens> =>
+const redeem = (peer: Peer, api: string, code: string, verifier: string): Promise<Tokens> =>
   tokenGrant(
-    name,
+    peer,
     api,
     { grant_type: 'authorization_code', code, code_verifier: verifier },
     'the login code',
@@ -184,7 +219,7 @@ const redeem = (name: string, api: string, code: string, verifier: string): Prom
 /** fly login -u -p: a local user's name and password (grant_type=password); asks for the password when -p is not given. */
 async function passwordLogin(
   ctx: Context,
-  name: string,
+  peer: Peer,
   api: string,
   username: string,
   values: Values,
@@ -195,7 +230,7 @@ async function passwordLogin(
     print(ctx, '\n');
   }
   ctx.prompter.close();
-  return tokenGrant(name, api, { grant_type: 'password', username, password }, 'the username and password');
+  return tokenGrant(peer, api, { grant_type: 'password', username, password }, 'the username and password');
 }
 
 /** -b: $BROWSER when set, else the platform's opener; failures are ignored, the URL is printed anyway. */
@@ -234,19 +269,20 @@ async function login(ctx: Context, values: Values): Promise<void> {
   if (username === undefined && stringOption(values, 'password') !== undefined) {
     throw new SkyError('invalid_request', '--password needs --username (-u)');
   }
-  await probeInfo(name, api);
+  const peer = peerFor(name, values, saved);
+  await probeInfo(peer, api);
   print(ctx, `logging in to team '${team}'\n\n`);
   const tokens =
     username === undefined
-      ? await browserLogin(ctx, name, api, values, port)
-      : await passwordLogin(ctx, name, api, username, values);
-  await saveLogin(ctx, name, api, team, tokens);
+      ? await browserLogin(ctx, peer, api, values, port)
+      : await passwordLogin(ctx, peer, api, username, values);
+  await saveLogin(ctx, peer, api, team, tokens);
 }
 
 /** The browser login: the page hands a code to a local port (or it is pasted), redeemed with the verifier. */
 async function browserLogin(
   ctx: Context,
-  name: string,
+  peer: Peer,
   api: string,
   values: Values,
   /** 0: any free port. */
@@ -274,18 +310,12 @@ async function browserLogin(
     ctx.prompter.close();
   }
   print(ctx, '\n');
-  return 'code' in delivered ? redeem(name, api, delivered.code, verifier) : delivered;
+  return 'code' in delivered ? redeem(peer, api, delivered.code, verifier) : delivered;
 }
 
 /** Checks the token against the team, then saves the target. */
-async function saveLogin(
-  ctx: Context,
-  name: string,
-  api: string,
-  team: string,
-  tokens: Tokens,
-): Promise<void> {
-  const res = await send(name, `${api}/api/v1/user`, {
+async function saveLogin(ctx: Context, peer: Peer, api: string, team: string, tokens: Tokens): Promise<void> {
+  const res = await send(peer, `${api}/api/v1/user`, {
     headers: { authorization: `Bearer ${tokens.token}`, accept: 'application/json' },
   });
   if (res.status === 401) {
@@ -301,15 +331,19 @@ async function saveLogin(
   }
 
   await updateTargets(ctx.file, (targets) => {
-    const previous = targets[name];
+    const previous = targets[peer.name];
     const kept = { ...previous };
     // A pasted token starts a session without a refresh token; an old one belongs to another session.
     delete kept.token;
     delete kept.refresh_token;
-    targets[name] = {
+    delete kept.insecure;
+    delete kept.ca_cert;
+    targets[peer.name] = {
       ...kept,
       api,
       team,
+      ...(peer.insecure ? { insecure: true } : {}),
+      ...(peer.caCert ? { ca_cert: peer.caCert } : {}),
       token: { type: 'bearer', value: tokens.token },
       ...(tokens.refreshToken ? { refresh_token: tokens.refreshToken } : {}),
     };
@@ -333,6 +367,16 @@ export const loginCommand: CommandSpec = {
       short: 'n',
       value: 'TEAM',
       description: "Team to log in to (default: the target's saved team, else main)",
+    },
+    insecure: {
+      type: 'boolean',
+      short: 'k',
+      description: "Skip verification of the web node's TLS certificate (saved with the target)",
+    },
+    'ca-cert': {
+      type: 'string',
+      value: 'FILE',
+      description: "PEM of the CA that signed the web node's certificate (saved with the target)",
     },
     'open-browser': {
       type: 'boolean',

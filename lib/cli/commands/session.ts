@@ -1,8 +1,9 @@
 import { SkyError } from '../../errors';
-import { callApi, expectJson, send, serverError, type Session } from '../client';
+import { callApi, expectJson, peerOf, send, serverError, type Session } from '../client';
 import { booleanOption, openSession, print, type CommandSpec, type Context, type Values } from '../command';
 import { CliExit, renderTable } from '../io';
-import { loadTargets, updateTargets, type TargetToken } from '../skyrc';
+import { loadTargets, updateTargets } from '../skyrc';
+import { expiry } from './targets';
 
 /** GET /api/v1/user. */
 interface UserInfo {
@@ -39,7 +40,7 @@ async function revoke(session: Session): Promise<string | null> {
     const body = new URLSearchParams(
       session.target.refresh_token ? { refresh_token: session.target.refresh_token } : {},
     );
-    const res = await send(session.name, `${session.target.api}/sky/logout`, {
+    const res = await send(peerOf(session), `${session.target.api}/sky/logout`, {
       method: 'POST',
       headers: {
         authorization: `Bearer ${token}`,
@@ -96,27 +97,6 @@ async function logout(ctx: Context, values: Values): Promise<void> {
   throw new SkyError('invalid_request', 'must specify either --target or --all');
 }
 
-/** The token's `exp` as fly shows it (RFC 1123, UTC), or "n/a". */
-function expiry(token: TargetToken | undefined): string {
-  if (!token?.value) return 'n/a';
-  try {
-    const payload = JSON.parse(Buffer.from(token.value.split('.')[1] ?? '', 'base64url').toString()) as {
-      exp?: unknown;
-    };
-    if (typeof payload.exp !== 'number') return 'n/a: invalid token';
-    return new Date(payload.exp * 1000).toUTCString().replace('GMT', 'UTC');
-  } catch {
-    return 'n/a: invalid token';
-  }
-}
-
-/** fly targets: every saved target, its URL, team and token expiry. */
-async function listTargets(ctx: Context): Promise<void> {
-  const targets = await loadTargets(ctx.file);
-  const rows = Object.entries(targets).map(([name, t]) => [name, t.api, t.team, expiry(t.token)]);
-  print(ctx, renderTable(['name', 'url', 'team', 'expiry'], rows, ctx.printHeaders));
-}
-
 export const userinfoCommand: CommandSpec = {
   name: 'userinfo',
   aliases: [],
@@ -131,12 +111,4 @@ export const logoutCommand: CommandSpec = {
   summary: 'Release authentication and delete the token from .skyrc',
   options: { all: { type: 'boolean', short: 'a', description: 'Logout of all targets' } },
   run: logout,
-};
-
-export const targetsCommand: CommandSpec = {
-  name: 'targets',
-  aliases: ['ts'],
-  summary: 'List saved targets',
-  options: {},
-  run: listTargets,
 };

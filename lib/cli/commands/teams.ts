@@ -87,7 +87,9 @@ async function authFromOptions(values: Values): Promise<TeamAuth> {
       },
     );
   }
-  return parseRolesYaml(text);
+  // A syntax error names the file (set-team may be one step of a script that applies many); the
+  // checks of the roles say what fly says.
+  return parseRolesYaml(text, config);
 }
 
 /** fly's rendering of the config about to be applied. */
@@ -225,7 +227,7 @@ export const teamsCommand: CommandSpec = {
   summary: 'List the configured teams',
   options: {
     details: { type: 'boolean', short: 'd', description: 'Print authentication configuration' },
-    json: { type: 'boolean', description: 'Print command result as JSON' },
+    json: { type: 'boolean', short: 'j', description: 'Print command result as JSON' },
   },
   run: listTeams,
 };

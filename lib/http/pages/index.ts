@@ -122,6 +122,8 @@ export interface ErrorPageInput {
   requestId?: string;
   /** Where "Log in again" leads; default: the node's login route. */
   retryUrl?: string;
+  /** false: the page offers no "Log in again" (a login would not help: a missing page, a server fault). */
+  offerLogin?: boolean;
 }
 
 export function errorPage(input: ErrorPageInput): Page {
@@ -134,7 +136,7 @@ export function errorPage(input: ErrorPageInput): Page {
     body: ({ base }) => html`${heading(input.title, 'error')}
 <p class="lead">${input.message}</p>
 <h2>What to do next</h2><p>${input.hint}</p>
-<div class="actions"><a class="button" href="${input.retryUrl ?? `${base}/sky/login`}">Log in again</a><a href="${base}/">Go to the start page</a></div>
+<div class="actions">${input.offerLogin === false ? html`<a class="button" href="${base}/">Go to the start page</a>` : html`<a class="button" href="${input.retryUrl ?? `${base}/sky/login`}">Log in again</a><a href="${base}/">Go to the start page</a>`}</div>
 ${reference}`,
   };
 }
@@ -154,6 +156,8 @@ export interface LoginPageInput {
   carry?: Record<string, string>;
   /** Shown above the choices (a refused password, say). */
   problem?: string;
+  /** Shown above the choices, not as an error (you are logged out). */
+  notice?: string;
 }
 
 const hidden = (name: string, value: string): Html =>
@@ -181,6 +185,7 @@ export function loginPage(input: LoginPageInput): Page {
     ...(input.problem ? { tone: 'error' as const } : {}),
     body: ({ base }) => html`${heading('Log in')}
 ${input.problem ? html`<p class="lead" role="alert">${input.problem}</p>` : ''}
+${input.notice ? html`<p class="lead" role="status">${input.notice}</p>` : ''}
 <p class="lead">This CI server signs you in with ${accounts}. Your teams and roles come from the team configurations its owners set.</p>
 ${choices}
 <h2>From a terminal</h2>

@@ -124,13 +124,18 @@ export function grantOf(s: Sent): { kind: 'refresh' | 'code'; who: Name; code?: 
 const CALLBACK_SAYS: Record<Exclude<LiveState, 'none'>, string | null> = {
   // Past the state: Bitbucket refuses the fuzz's code.
   live: null,
-  tampered: 'unknown or already used login state',
-  'no-cookie': 'unknown or already used login state',
-  'cookie-tampered': 'the login state cannot be read',
-  foreign: 'the login state cannot be read',
-  swapped: 'the login state cannot be read',
-  expired: 'login state expired',
-  replayed: 'login state already used',
+  tampered:
+    'This login was already finished, or it was started in another browser. Start the login again in this browser.',
+  'no-cookie':
+    'This login was already finished, or it was started in another browser. Start the login again in this browser.',
+  'cookie-tampered':
+    'This login cannot be read: it was started in another browser, or before the CI server changed its key. Start the login again.',
+  foreign:
+    'This login cannot be read: it was started in another browser, or before the CI server changed its key. Start the login again.',
+  swapped:
+    'This login cannot be read: it was started in another browser, or before the CI server changed its key. Start the login again.',
+  expired: 'This login was started more than 10 minutes ago. Start it again.',
+  replayed: 'This login was already finished once. Start the login again if you need to.',
 };
 
 const EPOCH = 'Expires=Thu, 01 Jan 1970 00:00:00 GMT';
@@ -433,7 +438,7 @@ export function problemsOf(arena: Arena, s: Sent, a: Answer): string[] {
       else {
         const variant = login.variant === 'none' ? 'live' : login.variant;
         expect(400, CALLBACK_SAYS[variant], own);
-        if (variant === 'live' && body.includes('The login state is not valid'))
+        if (variant === 'live' && body.includes('This login link is no longer valid'))
           problems.push('a live login state was refused');
       }
       break;
