@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { EventEmitter } from 'node:events';
 import pino from 'pino';
+import pretty from 'pino-pretty';
 
 export type Logger = pino.Logger;
 
@@ -56,5 +57,14 @@ export function createLogger(
       return reqId === undefined ? {} : { reqId };
     },
   };
-  return destination ? pino(options, destination) : pino(options);
+  if (destination) return pino(options, destination);
+  // A person at a terminal reads lines (pino-pretty, written in the same thread); everything else
+  // (a pipe, a file, a log shipper) gets one JSON object per line.
+  if (process.stdout.isTTY) {
+    return pino(
+      options,
+      pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' }),
+    );
+  }
+  return pino(options);
 }

@@ -67,6 +67,7 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
 
   const app = express();
   app.disable('x-powered-by');
+  let stopping = false;
   if (env['SKY_TRUST_PROXY']) app.set('trust proxy', env['SKY_TRUST_PROXY']);
   const mount = router.config.mountPath || '/';
   // Probes for load balancers and orchestrators: alive, and able to serve (with why not).
@@ -74,7 +75,10 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
     res.set('Cache-Control', 'no-store').json({ status: 'ok' });
   });
   app.get(`${router.config.mountPath}/readyz`, (_req, res) => {
-    const readiness = router.readiness();
+    // A node that is shutting down takes no new work: the balancer should send it elsewhere.
+    const readiness: ReturnType<typeof router.readiness> = stopping
+      ? { status: 'unavailable', reasons: ['shutting down: this node finishes its requests and stops'] }
+      : router.readiness();
     res
       .status(readiness.status === 'unavailable' ? 503 : 200)
       .set('Cache-Control', 'no-store')
@@ -96,7 +100,6 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
 
   // In-flight requests, so a shutdown can let them finish and count what it had to cut.
   const inFlight = new Set<ServerResponse>();
-  let stopping = false;
   let lastActivity = 0;
   const { bindIp, bindPort } = router.config;
   const server = await new Promise<Server>((resolve, reject) => {

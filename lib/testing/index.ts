@@ -13,3 +13,5 @@ export {
   type FakeWorkspace,
   type Permission,
 } from './fixtures';
+export { Browser, type Hop } from './browser';
+export { loginAs, type LoggedIn } from './login';

@@ -310,6 +310,20 @@ test('SIGINT shuts down as gracefully: in-flight requests answered, exit 0', asy
     return fake.count('/site/oauth2/access_token') >= 2 && apiCallsOf(REFRESHERS) >= 2;
   });
   node.kill('SIGINT');
+  // While it drains, /readyz says so (a balancer sends new work elsewhere); then nothing answers.
+  const readiness: string[] = [];
+  for (
+    const started = Date.now();
+    Date.now() - started < 2_000 && !readiness.some((r) => r.startsWith('503'));
+  ) {
+    const res = await fetch(`${node.url}/readyz`).catch(() => null);
+    if (res)
+      readiness.push(`${res.status} ${res.status === 503 ? JSON.stringify(await res.json()) : ''}`.trim());
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  expect(readiness).toContain(
+    '503 {"status":"unavailable","reasons":["shutting down: this node finishes its requests and stops"]}',
+  );
   const exit = await node.exited;
   const outcomes = await Promise.all(inFlight);
   expect(statusesOf(outcomes)).toEqual(['login: 302', 'login: 302', 'refresh: 200', 'refresh: 200']);

@@ -2,40 +2,9 @@ import type { FakeBitbucket } from '../../lib/testing';
 import { challengeOf, newNonce, newVerifier } from '../../lib/tokens/pkce';
 import { Browser } from './browser';
 
-/** What a failed hop's page says, in one line. */
-const pageTitle = (html = ''): string => /<title>([^<]*)<\/title>/.exec(html)?.[1] ?? html.slice(0, 200);
+import { pageTitle } from '../../lib/testing/login';
 
-export interface LoggedIn {
-  browser: Browser;
-  token: string;
-  csrf: string;
-  /** `Authorization: Bearer <token>` as a header object. */
-  bearer: { authorization: string };
-}
-
-/**
- * Logs `user` in through the real flow (sky → fake consent → callback) and returns what a client holds.
- * With `pick`, the login names the connector (a node that offers several shows a page otherwise).
- */
-export async function loginAs(
-  baseUrl: string,
-  fake: FakeBitbucket,
-  user: string,
-  { pick = false }: { pick?: boolean } = {},
-): Promise<LoggedIn> {
-  fake.consentAs(user);
-  const browser = new Browser();
-  const hops = await browser.follow(`${baseUrl}/sky/login${pick ? '?connector=bitbucket-cloud' : ''}`, 3);
-  const landing = hops[2]?.location;
-  if (hops[2]?.status !== 302 || !landing) {
-    throw new Error(
-      `login as ${user} failed: ${hops.map((h) => h.status).join(' → ')}: ${pageTitle(hops.at(-1)?.body)}`,
-    );
-  }
-  const csrf = new URL(landing).searchParams.get('csrf_token') ?? '';
-  const token = decodeURIComponent(browser.jar.get('skymarshal_auth') ?? '').slice('bearer '.length);
-  return { browser, token, csrf, bearer: { authorization: `Bearer ${token}` } };
-}
+export { loginAs, type LoggedIn } from '../../lib/testing/login';
 
 /** The fly page of a CLI login: who logs in, and the form whose button the person clicks. */
 export interface FlyPage {

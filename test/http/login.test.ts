@@ -170,7 +170,7 @@ describe('state', () => {
     fake.resetRequests();
     const replay = await browser.request(callbackUrl.href);
     expect(replay.status).toBe(400);
-    expect(replay.body).toContain('unknown or already used');
+    expect(replay.body).toContain('This login was already finished, or it was started in another browser.');
     expect(fake.requests).toHaveLength(0);
   });
 
