@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import express from 'express';
 import { configWarnings, resolveConfig, type SkyOptions } from './config';
 import { createLogger } from './log';
+import type { Readiness } from './health/watch';
 import { errorHandler, notFound } from './http/errors';
 import { landing } from './http/landing';
 import { sky } from './http/router';
@@ -76,7 +77,7 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
   });
   app.get(`${router.config.mountPath}/readyz`, (_req, res) => {
     // A node that is shutting down takes no new work: the balancer should send it elsewhere.
-    const readiness: ReturnType<typeof router.readiness> = stopping
+    const readiness: Readiness = stopping
       ? { status: 'unavailable', reasons: ['shutting down: this node finishes its requests and stops'] }
       : router.readiness();
     res

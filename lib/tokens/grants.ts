@@ -89,12 +89,15 @@ export class Grants {
   private readonly vault: Vault;
   /** The refresh HMAC keys: the signing key's first (new hashes), then previous keys' (old tokens). */
   private readonly hmacKeys: Buffer[];
+  /** hmacKeys[0]: the one new hashes are made with. */
+  private readonly signingHmac: Buffer;
   /** The refresh leases this node holds: user → owner token. */
   private readonly held = new Map<string, string>();
 
   constructor(private readonly options: GrantsOptions) {
     this.vault = new Vault(options.keys);
     this.hmacKeys = options.keys.map((k) => deriveSecret(k, 'refresh'));
+    this.signingHmac = this.hmacKeys[0] as Buffer;
   }
 
   /** At login: keeps the upstream tokens (if the connector has any) sealed and starts a refresh family for one client. */
@@ -124,7 +127,7 @@ export class Grants {
     const code = randomBytes(32).toString('base64url');
     const pending: PendingCode = { sub: subjectOf(identity), challenge, identity };
     const sealed = this.vault.seal(JSON.stringify(pending), 'authorization code');
-    await this.options.codes.put(this.codeIds(code)[0] as string, sealed, CODE_TTL_MS);
+    await this.options.codes.put(this.codeId(code, this.signingHmac), sealed, CODE_TTL_MS);
     return code;
   }
 
@@ -133,7 +136,9 @@ export class Grants {
     if (!AUTHORIZATION_CODE.test(code)) throw invalidGrant('the authorization code is malformed');
     // Taken at once: a code is spent by its first redemption, right or wrong.
     let sealed: string | null = null;
-    for (const id of this.codeIds(code)) if ((sealed = await this.options.codes.take(id)) !== null) break;
+    for (const key of this.hmacKeys) {
+      if ((sealed = await this.options.codes.take(this.codeId(code, key))) !== null) break;
+    }
     if (sealed === null) throw invalidGrant('the authorization code is unknown, expired or already used');
     const pending = JSON.parse(this.vault.open(sealed, 'authorization code')) as PendingCode;
     if (!verifierMatches(verifier, pending.challenge)) {
@@ -146,10 +151,8 @@ export class Grants {
   }
 
   /** Where a code waits: under the signing key's HMAC, or (made before a rotation) a previous key's. */
-  private codeIds(code: string): string[] {
-    return this.hmacKeys.map(
-      (k) => `code:${createHmac('sha256', k).update(`code ${code}`).digest('base64url')}`,
-    );
+  private codeId(code: string, key: Buffer): string {
+    return `code:${createHmac('sha256', key).update(`code ${code}`).digest('base64url')}`;
   }
 
   /**
@@ -164,7 +167,7 @@ export class Grants {
     let found = await this.options.records.inspect(familyId, hash);
     for (const key of this.hmacKeys.slice(1)) {
       if (found.state !== 'unknown') break;
-      hash = createHmac('sha256', key).update(refreshToken).digest('base64url');
+      hash = this.hash(refreshToken, key);
       found = await this.options.records.inspect(familyId, hash);
     }
     if (found.state === 'reused') {
@@ -392,9 +395,8 @@ export class Grants {
     return `${familyId}.${randomBytes(32).toString('base64url')}`;
   }
 
-  private hash(refreshToken: string): string {
-    return createHmac('sha256', this.hmacKeys[0] as Buffer)
-      .update(refreshToken)
-      .digest('base64url');
+  /** A refresh token as stored: its HMAC under the signing key's HMAC key (or `key`, a previous one's). */
+  private hash(refreshToken: string, key = this.signingHmac): string {
+    return createHmac('sha256', key).update(refreshToken).digest('base64url');
   }
 }

@@ -15,18 +15,23 @@ import { CliExit, renderTable } from '../io';
 import { loadTargets, updateTargets, type TargetToken } from '../skyrc';
 import { parseApiUrl } from './login';
 
-/** The token's `exp` as fly shows it (RFC 1123, UTC), or "n/a". */
-export function expiry(token: TargetToken | undefined): string {
-  if (!token?.value) return 'n/a';
+/** The token's `exp` in seconds, or null when the token is not a JWT that has one. */
+function expOf(token: TargetToken): number | null {
   try {
     const payload = JSON.parse(Buffer.from(token.value.split('.')[1] ?? '', 'base64url').toString()) as {
       exp?: unknown;
     };
-    if (typeof payload.exp !== 'number') return 'n/a: invalid token';
-    return new Date(payload.exp * 1000).toUTCString().replace('GMT', 'UTC');
+    return typeof payload.exp === 'number' ? payload.exp : null;
   } catch {
-    return 'n/a: invalid token';
+    return null;
   }
+}
+
+/** The token's `exp` as fly shows it (RFC 1123, UTC), or "n/a". */
+export function expiry(token: TargetToken | undefined): string {
+  if (!token?.value) return 'n/a';
+  const exp = expOf(token);
+  return exp === null ? 'n/a: invalid token' : new Date(exp * 1000).toUTCString().replace('GMT', 'UTC');
 }
 
 /** fly targets: every saved target, its URL, team and token expiry. */
@@ -48,11 +53,11 @@ async function status(ctx: Context): Promise<void> {
   });
   await res.body?.cancel();
   if (res.status === 401) {
-    const exp = expiry(session.target.token);
+    const exp = session.target.token ? expOf(session.target.token) : null;
     throw again(
-      exp.startsWith('n/a') || Date.parse(exp.replace('UTC', 'GMT')) > Date.now()
+      exp === null || exp * 1000 > Date.now()
         ? 'the node refuses the token (revoked, or signed with a key it no longer knows)'
-        : `the token expired on ${exp}`,
+        : `the token expired on ${expiry(session.target.token)}`,
     );
   }
   if (!res.ok) throw new SkyError('upstream_error', `${session.target.api} answered ${res.status}`);
