@@ -83,8 +83,11 @@ export class BitbucketClient {
   /** The optional calls' refusals and removed endpoints, remembered for an hour (SPEC §5.3). */
   readonly optional: OptionalCalls;
 
-  /** Told of every HTTP call: its endpoint (the path with slugs as `{workspace}`), status, seconds. */
-  private readonly observe: ((endpoint: string, status: string, seconds: number) => void) | undefined;
+  /**
+   * Told of every HTTP call: its endpoint (the path with slugs as `{workspace}`), status, seconds. The
+   * strategy tells it of the code exchange, which passport-oauth2 makes.
+   */
+  readonly observe: ((endpoint: string, status: string, seconds: number) => void) | undefined;
 
   constructor(
     private readonly config: BitbucketCloudConfig,

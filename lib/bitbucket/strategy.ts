@@ -15,6 +15,7 @@ import { isSkyError, SkyError } from '../errors';
 import {
   BitbucketClient,
   clientBasic,
+  endpointOf,
   MAX_BODY_BYTES,
   oauthUrls,
   SCOPE,
@@ -139,6 +140,26 @@ function upstreamFailure(err: unknown): unknown {
 }
 
 /**
+ * A failed code exchange as the metrics count it: the HTTP status, `timeout`, `unreachable` or
+ * `unreadable`; null for an error that is not the exchange's (passport-oauth2 wraps only those).
+ */
+function exchangeStatus(err: unknown): string | null {
+  // passport-oauth2's error for a 200 without an access token (InternalOAuthError has the same message).
+  if (!(err instanceof InternalOAuthError))
+    return err instanceof Error && err.message === 'Failed to obtain access token' ? 'unreadable' : null;
+  const cause: unknown = err.oauthError;
+  if (
+    typeof cause === 'object' &&
+    cause !== null &&
+    'statusCode' in cause &&
+    typeof cause.statusCode === 'number'
+  )
+    return String(cause.statusCode);
+  if (isSkyError(cause)) return cause.code === 'upstream_timeout' ? 'timeout' : 'unreadable';
+  return 'unreachable';
+}
+
+/**
  * Bitbucket Cloud login as a Passport strategy: passport-oauth2 through its public options and methods.
  * HTTP Basic client authentication is a custom header; the token request's sockets are bounded by the
  * client's timeout and body cap (an agent); refusals become sky's errors in `parseErrorResponse`; the
@@ -150,6 +171,8 @@ function upstreamFailure(err: unknown): unknown {
 export class BitbucketStrategy extends OAuth2Strategy {
   readonly client: BitbucketClient;
   private readonly config: BitbucketCloudConfig;
+  /** The token endpoint as the metrics name it (`/site/oauth2/access_token`). */
+  private readonly tokenEndpoint: string;
 
   constructor(options: BitbucketStrategyOptions, verify: VerifyIdentity) {
     const { config } = options;
@@ -192,6 +215,7 @@ export class BitbucketStrategy extends OAuth2Strategy {
     );
     this.name = BITBUCKET_CLOUD;
     this.config = config;
+    this.tokenEndpoint = endpointOf(urls.token);
     this.client = options.client ?? new BitbucketClient(config);
     this._oauth2.setAgent(
       urls.token.startsWith('https:')
@@ -200,14 +224,38 @@ export class BitbucketStrategy extends OAuth2Strategy {
     );
   }
 
-  /** Every error this strategy reports reaches Express as sky's own error (SkyError), never wrapped. */
+  /**
+   * Every error this strategy reports reaches Express as sky's own error (SkyError), never wrapped. On
+   * the callback leg the code exchange is timed for the metrics: it ends in `userProfile` (answered),
+   * `parseErrorResponse` (refused, with its status) or the error action (timeout, unreachable).
+   * passport calls this on an object of the request's own (`Object.create(strategy)`), so what is set
+   * on `this` here belongs to this request.
+   */
   override authenticate(req: Request, options?: object): void {
     const error = this.error.bind(this);
-    this.error = (err: Error) => error(upstreamFailure(err));
+    this.error = (err: Error) => {
+      this.exchanged(exchangeStatus(err));
+      error(upstreamFailure(err));
+    };
+    if (typeof req.query['code'] === 'string') this.exchange = { started: performance.now() };
     super.authenticate(req, options);
   }
 
+  /** The code exchange of this request, while it runs (the callback leg only). */
+  private exchange?: { started: number; status?: string };
+
+  private exchanged(status: string | null): void {
+    const exchange = this.exchange;
+    if (!exchange) return;
+    const answered = exchange.status ?? status;
+    if (answered === null) return;
+    delete this.exchange;
+    const seconds = (performance.now() - exchange.started) / 1000;
+    this.client.observe?.(this.tokenEndpoint, answered, seconds);
+  }
+
   override userProfile(accessToken: string, done: (err?: unknown, profile?: Identity) => void): void {
+    this.exchanged('200');
     fetchIdentity(this.client, this.config, accessToken).then(
       (identity) => done(null, identity),
       (err: unknown) => done(err),
@@ -216,6 +264,7 @@ export class BitbucketStrategy extends OAuth2Strategy {
 
   /** A refused code exchange (a status other than 2xx, with a body). */
   override parseErrorResponse(body: unknown, status: number): Error {
+    if (this.exchange) this.exchange.status = String(status);
     return tokenRefusal(status, parsed(body), 'invalid_grant');
   }
 }

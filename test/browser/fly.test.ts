@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Browser, BrowserContext, Page, Request, Response } from 'playwright-core';
@@ -165,9 +166,9 @@ async function families(): Promise<number | null> {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts `sky -t ci login -c <node>` in-process; after the test it is made to end if it still waits. */
-function startCliLogin(): { cli: Running; skyrc: string } {
+function startCliLogin(...args: string[]): { cli: Running; skyrc: string } {
   const skyrc = tempSkyrc();
-  const cli = start(skyrc, ['-t', 'ci', 'login', '-c', node.url]);
+  const cli = start(skyrc, ['-t', 'ci', 'login', '-c', node.url, ...args]);
   let ended = false;
   void cli.done.then(() => (ended = true));
   cleanups.push(async () => {
@@ -233,6 +234,29 @@ test('the real sky CLI: the page shows its confirmation code, and after the clic
   expect(tab.navigated.filter((u) => u.includes(code))).toEqual([]);
   await expectAccessible(page);
   await screenshot(page, 'fly-handed-over');
+});
+
+test('a CLI login to a team the person is not in: the page says so, as the terminal does, and nothing is saved', async () => {
+  await node.putTeam('builders', { member: { users: ['bob'] } });
+  const { cli, skyrc } = startCliLogin('-n', 'main');
+  const { url, port } = await printedLoginUrl(cli);
+  const tab = await newTab();
+  const { page } = tab;
+  await page.goto(url);
+  await decide(page, 'bob', 'Grant access');
+  expect(await h1(page)).toBe('Log in the sky CLI?');
+  await clickLogIn(page, port);
+  const result = await cli.done;
+  expect(result.code).toBe(1);
+  expect(result.stderr).toContain("you are not a member of 'main' or the team does not exist");
+  await page.getByRole('heading', { name: 'You are not logged in' }).waitFor();
+  expect(await page.locator('#detail').textContent()).toBe(
+    "The CLI did not save this login: you are not a member of 'main' or the team does not exist",
+  );
+  expect(await page.locator('#card').getAttribute('class')).toBe('card error');
+  expect(await page.locator('#done-icon').isHidden()).toBe(true);
+  expect(existsSync(skyrc) ? readSkyrc(skyrc).targets['ci'] : undefined).toBeUndefined();
+  await expectAccessible(page);
 });
 
 describe('a page on another origin gets nothing from a browser already logged in', () => {

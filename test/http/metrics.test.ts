@@ -84,3 +84,26 @@ test('guard decisions: allowed, unauthenticated and forbidden', async () => {
   expect(out.status).toBe(204);
   expect(await sample('sky_revocations_total', { kind: 'family' })).toBe(revoked + 1);
 });
+
+test('the code exchange is counted by its status: answered, refused, timed out', async () => {
+  const token = { endpoint: '/site/oauth2/access_token' };
+  const answered = await sample('sky_upstream_requests_total', { ...token, status: '200' });
+  await loginAs(node.url, fake, 'alice');
+  expect(await sample('sky_upstream_requests_total', { ...token, status: '200' })).toBe(answered + 1);
+
+  fake.addFault({ match: 'token', status: 503, times: 1 });
+  const refused = await new Browser().follow(`${node.url}/sky/login`, 3);
+  expect(refused[2]?.status).toBe(502);
+  expect(await sample('sky_upstream_requests_total', { ...token, status: '503' })).toBe(1);
+
+  // The node's timeout is 1 s (test/harness/node.ts): a hanging token endpoint is a `timeout`.
+  fake.addFault({ match: 'token', kind: 'hang', times: 1 });
+  try {
+    const hung = await new Browser().follow(`${node.url}/sky/login`, 3);
+    expect(hung[2]?.status).toBe(504);
+  } finally {
+    fake.clearFaults();
+  }
+  expect(await sample('sky_upstream_requests_total', { ...token, status: 'timeout' })).toBe(1);
+  expect(await sample('sky_upstream_request_duration_seconds_count', token)).toBe(answered + 3);
+});

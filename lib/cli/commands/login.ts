@@ -10,8 +10,14 @@ import { expectJson, probeInfo, send, type Peer } from '../client';
 import { booleanOption, print, stringOption, type CommandSpec, type Context, type Values } from '../command';
 import { loadTarget, updateTargets, type Target } from '../skyrc';
 
-/** What the browser (or the person at the keyboard) hands over: a login code to redeem, or a bare token. */
-type Delivered = { code: string } | { token: string };
+/**
+ * What the browser (or the person at the keyboard) hands over: a login code to redeem, or a bare token.
+ * A code from the page comes with `answer`, which tells the waiting page how the login ended.
+ */
+type Delivered = { code: string; answer?: (refusal: string | null) => void } | { token: string };
+
+/** How long the page's request waits for the CLI's verdict before it is told the CLI has the code. */
+const VERDICT_WAIT_MS = 6000;
 
 /** The tokens a login ends with. */
 interface Tokens {
@@ -111,7 +117,9 @@ const sameText = (a: string, b: string): boolean =>
  * The local end of the fly_port hand-off (RFC 8252 §7.3): 127.0.0.1 only, answers the page's request
  * (with Access-Control-Allow-Origin, so a cors-mode fetch works too) and resolves with the first login
  * code that carries this login's nonce. Anything else (a bare token, another nonce) is refused: a local
- * process cannot make this CLI save a login of its choosing.
+ * process cannot make this CLI save a login of its choosing. The page's request is answered once the CLI
+ * has redeemed the code and checked the team (`answer`): 200 when the login is saved, 403 with the CLI's
+ * reason when it is not, so the browser never says "logged in" while the terminal says otherwise.
  */
 async function listen(api: string, port: number, nonce: string): Promise<Listener> {
   const origin = new URL(api).origin;
@@ -135,8 +143,17 @@ async function listen(api: string, port: number, nonce: string): Promise<Listene
       res.writeHead(400, headers).end('refused: this sky login waits for its own login code and nonce\n');
       return;
     }
-    res.writeHead(200, headers).end('sky received your login: return to your terminal.\n');
-    deliver({ code });
+    let answered = false;
+    const answer = (refusal: string | null): void => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      if (refusal === null)
+        res.writeHead(200, headers).end('sky received your login: return to your terminal.\n');
+      else res.writeHead(403, headers).end(`${refusal}\n`);
+    };
+    const timer = setTimeout(() => answer(null), VERDICT_WAIT_MS);
+    deliver({ code, answer });
   });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -272,10 +289,12 @@ async function login(ctx: Context, values: Values): Promise<void> {
   const peer = peerFor(name, values, saved);
   await probeInfo(peer, api);
   print(ctx, `logging in to team '${team}'\n\n`);
+  const check = (tokens: Tokens): Promise<void> => checkTeam(peer, api, team, tokens);
   const tokens =
     username === undefined
-      ? await browserLogin(ctx, peer, api, values, port)
+      ? await browserLogin(ctx, peer, api, values, port, check)
       : await passwordLogin(ctx, peer, api, username, values);
+  if (username !== undefined) await check(tokens);
   await saveLogin(ctx, peer, api, team, tokens);
 }
 
@@ -287,12 +306,13 @@ async function browserLogin(
   values: Values,
   /** 0: any free port. */
   port: number,
+  /** Throws when the login must not be saved (not in the team); its message goes to the page too. */
+  check: (tokens: Tokens) => Promise<void>,
 ): Promise<Tokens> {
   const verifier = newVerifier();
   const challenge = challengeOf(verifier);
   const nonce = newNonce();
   const listener = await listen(api, port, nonce);
-  let delivered: Delivered;
   try {
     const query = new URLSearchParams({
       fly_port: String(listener.port),
@@ -304,17 +324,31 @@ async function browserLogin(
     print(ctx, `navigate to the following URL in your browser:\n\n  ${url}\n\n`);
     print(ctx, `confirmation code: ${confirmationCode(challenge)} (the page must show the same)\n\n`);
     if (booleanOption(values, 'open-browser')) openBrowser(ctx.io.env, url);
-    delivered = await Promise.race([listener.received, pasted(ctx)]);
+    const delivered = await Promise.race([listener.received, pasted(ctx)]);
+    ctx.prompter.close();
+    print(ctx, '\n');
+    if (!('code' in delivered)) {
+      await check(delivered);
+      return delivered;
+    }
+    try {
+      const tokens = await redeem(peer, api, delivered.code, verifier);
+      await check(tokens);
+      delivered.answer?.(null);
+      return tokens;
+    } catch (err) {
+      delivered.answer?.(`The CLI did not save this login: ${(err as Error).message}`);
+      throw err;
+    }
   } finally {
+    // After the page has its answer: closing first would cut the request that waits for it.
     listener.close();
     ctx.prompter.close();
   }
-  print(ctx, '\n');
-  return 'code' in delivered ? redeem(peer, api, delivered.code, verifier) : delivered;
 }
 
-/** Checks the token against the team, then saves the target. */
-async function saveLogin(ctx: Context, peer: Peer, api: string, team: string, tokens: Tokens): Promise<void> {
+/** Checks the token: it works, and its owner is in the team (or an admin). */
+async function checkTeam(peer: Peer, api: string, team: string, tokens: Tokens): Promise<void> {
   const res = await send(peer, `${api}/api/v1/user`, {
     headers: { authorization: `Bearer ${tokens.token}`, accept: 'application/json' },
   });
@@ -329,7 +363,10 @@ async function saveLogin(ctx: Context, peer: Peer, api: string, team: string, to
   if (!user.is_admin && !Object.hasOwn(user.teams ?? {}, team)) {
     throw new SkyError('forbidden', `you are not a member of '${team}' or the team does not exist`);
   }
+}
 
+/** Saves the checked login as the target. */
+async function saveLogin(ctx: Context, peer: Peer, api: string, team: string, tokens: Tokens): Promise<void> {
   await updateTargets(ctx.file, (targets) => {
     const previous = targets[peer.name];
     const kept = { ...previous };

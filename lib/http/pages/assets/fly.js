@@ -1,5 +1,6 @@
 // The fly delivery page (lib/http/pages): hands the CLI its login on its local port. The sky CLI's
-// listener answers with CORS headers, so its refusal (a 400) is seen and the code is shown to paste;
+// listener answers with CORS headers, so its refusal (a 400) is seen and the code is shown to paste,
+// and its verdict after redeeming the code (a 403 with its reason: not in the team) is shown as such;
 // Concourse's fly may not, so its token goes in a no-cors request whose answer is opaque.
 // data-target: the listener's URL with the query; data-mode: cors or no-cors; data-port; data-timeout (ms).
 (function () {
@@ -52,6 +53,12 @@
   fetch(data.target, { mode: data.mode, signal: abort.signal, referrerPolicy: 'no-referrer' })
     .then(function (r) {
       clearTimeout(timer);
+      if (r.status === 403) {
+        return r.text().then(function (reason) {
+          finish('You are not logged in', reason.trim());
+          $('card').className = 'card error';
+        });
+      }
       if (r.type !== 'opaque' && !r.ok) {
         manual();
         return;
