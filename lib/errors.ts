@@ -25,6 +25,7 @@ export type SkyErrorCode =
   | 'payload_too_large'
   | 'rate_limited'
   | 'not_found'
+  | 'conflict'
   | 'method_not_allowed'
   | 'internal';
 
@@ -54,6 +55,7 @@ const DEFAULT_STATUS: Record<SkyErrorCode, number> = {
   payload_too_large: 413,
   rate_limited: 429,
   not_found: 404,
+  conflict: 409,
   method_not_allowed: 405,
   internal: 500,
 };

@@ -80,6 +80,9 @@ export function applyEnv(layered: Layered, env: Record<string, string | undefine
   str('SKY_REFRESH_DURATION', (v) => (layered.refreshDuration = v));
   str('SKY_OUTAGE_GRACE', (v) => (layered.outageGrace = v));
   str('SKY_GROUPS_MAX_AGE', (v) => (layered.groupsMaxAge = v));
+  str('SKY_AUTOMATION_TOKEN_MAX_DURATION', (v) => (layered.automationTokenMaxDuration = v));
+  str('SKY_AUDIT_RETENTION', (v) => (layered.auditRetention = v));
+  str('SKY_AUDIT_MAX_EVENTS', (v) => (layered.auditMaxEvents = { value: Number(v.value), source: v.source }));
   str('SKY_RATE_LIMIT_PER_MINUTE', (v) => {
     layered.rateLimit = { value: { perMinute: Number(v.value) }, source: v.source };
   });

@@ -25,6 +25,8 @@ const DURATIONS = {
   replicaWait: { defaultMs: 2_000, maxMs: 60_000, off: true },
   shutdownGrace: { defaultMs: 10_000, maxMs: 10 * 60_000 },
   groupsMaxAge: { defaultMs: 15 * 60_000, minMs: 1_000, maxMs: 24 * HOUR_MS },
+  automationTokenMaxDuration: { defaultMs: 8760 * HOUR_MS, minMs: 60_000, maxMs: 87_600 * HOUR_MS },
+  auditRetention: { defaultMs: 720 * HOUR_MS, minMs: 60_000, maxMs: 87_600 * HOUR_MS },
 } satisfies Record<string, DurationRule & { defaultMs: number }>;
 
 function invalid(problems: string[]): SkyError {
@@ -280,6 +282,14 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   }
 
   const groupsMaxAgeMs = duration('groupsMaxAge');
+  const automationTokenMaxDurationMs = duration('automationTokenMaxDuration');
+  const auditRetentionMs = duration('auditRetention');
+  const auditMaxEvents = layered.auditMaxEvents?.value ?? 100_000;
+  if (!Number.isInteger(auditMaxEvents) || auditMaxEvents < 100 || auditMaxEvents > 10_000_000) {
+    problems.push(
+      `${layered.auditMaxEvents?.source}: the most audit events kept must be an integer 100-10000000`,
+    );
+  }
 
   const rateLimitPerMinute = layered.rateLimit?.value.perMinute ?? 60;
   if (!Number.isInteger(rateLimitPerMinute) || rateLimitPerMinute < 0 || rateLimitPerMinute > 100_000) {
@@ -333,6 +343,9 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     redisChecks,
     shutdownGraceMs,
     groupsMaxAgeMs,
+    automationTokenMaxDurationMs,
+    auditRetentionMs,
+    auditMaxEvents,
     rateLimitPerMinute,
     redis,
     keyPrefix,

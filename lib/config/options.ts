@@ -67,6 +67,12 @@ export const optionsSchema = z
     shutdownGrace: z.union([z.string(), z.number()]),
     /** The oldest a request's Bitbucket groups may be before they are read again: '15m' (default), or milliseconds. */
     groupsMaxAge: z.union([z.string(), z.number()]),
+    /** The longest an automation token may live: '8760h' (default, a year), or milliseconds. */
+    automationTokenMaxDuration: z.union([z.string(), z.number()]),
+    /** How long audit events are kept: '720h' (default, 30 days), or milliseconds. */
+    auditRetention: z.union([z.string(), z.number()]),
+    /** The most audit events kept (the oldest go first): 100000 by default. */
+    auditMaxEvents: z.number(),
     /** Requests a minute per client IP to the login routes, and separately to /sky/token; 0 = no limit. Default 60. */
     rateLimit: z.object({ perMinute: z.number().optional() }).strict(),
     redis: z

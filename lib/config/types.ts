@@ -65,6 +65,12 @@ export interface Config {
   shutdownGraceMs: number;
   /** SKY_GROUPS_MAX_AGE: the oldest groups a request acts on before sky reads them again (SPEC §5.3). */
   groupsMaxAgeMs: number;
+  /** SKY_AUTOMATION_TOKEN_MAX_DURATION: the longest an automation token may live. */
+  automationTokenMaxDurationMs: number;
+  /** SKY_AUDIT_RETENTION: how long audit events are kept. */
+  auditRetentionMs: number;
+  /** SKY_AUDIT_MAX_EVENTS: the most audit events kept. */
+  auditMaxEvents: number;
   /** Requests a minute per client IP to the login routes, and to /sky/token (0 = no limit). */
   rateLimitPerMinute: number;
   /** null = in-memory embedded default. */

@@ -1,8 +1,10 @@
 import express, { type Request, type RequestHandler, type RequestParamHandler, type Response } from 'express';
 import { SkyError } from '../errors';
-import { parseTeamAuth, roleOf, validateTeamName, type TeamAuth } from '../teams/auth';
+import { diffTeamAuth, parseTeamAuth, roleOf, validateTeamName, type TeamAuth } from '../teams/auth';
 import { claimsOf } from './context';
+import { auditHandlers } from './audit-api';
 import type { RouteKey } from './routes';
+import { personActor, tokenHandlers } from './tokens-api';
 import {
   authenticate,
   contextOf,
@@ -46,6 +48,8 @@ export function apiHandlers() {
     'GET /api/v1/teams/:team': [requiresTeamRole('viewer'), getTeam],
     'PUT /api/v1/teams/:team': [requiresAuth(), express.json({ limit: BODY_LIMIT }), putTeam],
     'DELETE /api/v1/teams/:team': [requiresAdmin(), deleteTeam],
+    ...tokenHandlers(),
+    ...auditHandlers(),
   } satisfies Partial<Record<RouteKey, RequestHandler[]>>;
 }
 
@@ -122,10 +126,18 @@ async function putTeam(req: Request, res: Response): Promise<void> {
       'the new config of main must keep you as an owner (its owners are the admins; this avoids a lock-out)',
     );
   }
+  const before = await ctx.teams.get(name);
   // An owner who is not admin may only update: if the team vanished meanwhile, they must not create it.
   const outcome = await ctx.teams.put(name, auth, admin ? 'upsert' : 'update');
   if (outcome === 'missing') throw forbiddenFor(ctx, identity);
   ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub, team: name, outcome }, 'team saved');
+  await ctx.audit.record({
+    action: outcome === 'created' ? 'team.create' : 'team.update',
+    actor: personActor(claims),
+    team: name,
+    requestId: req.skyRequestId,
+    detail: { changes: diffTeamAuth(outcome === 'created' ? null : before, auth) },
+  });
   res
     .status(outcome === 'created' ? 201 : 200)
     .set('Cache-Control', 'no-store')
@@ -137,7 +149,18 @@ async function deleteTeam(req: Request, res: Response): Promise<void> {
   const ctx = contextOf(req);
   const name = teamParam(req);
   if (name === 'main') throw new SkyError('forbidden', 'the main team cannot be deleted');
+  const before = await ctx.teams.get(name);
   if (!(await ctx.teams.delete(name))) throw new SkyError('team_not_found', `team '${name}' not found`);
-  ctx.log.info({ reqId: req.skyRequestId, sub: claimsOf(req)?.sub, team: name }, 'team deleted');
+  const claims = claimsOf(req);
+  ctx.log.info({ reqId: req.skyRequestId, sub: claims?.sub, team: name }, 'team deleted');
+  // Its automation tokens go with it: a team of the same name made later must not inherit them.
+  const revoked = await ctx.automationTokens.revokeTeam(name);
+  await ctx.audit.record({
+    action: 'team.delete',
+    actor: claims ? personActor(claims) : { system: true },
+    team: name,
+    requestId: req.skyRequestId,
+    detail: { changes: diffTeamAuth(before, null), tokens_revoked: revoked.map((t) => t.name) },
+  });
   res.status(204).end();
 }

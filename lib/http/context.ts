@@ -1,4 +1,5 @@
 import type { Request } from 'express';
+import type { AuditTrail } from '../audit/trail';
 import type { Config } from '../config/types';
 import type { Connector, Identity } from '../connector';
 import type { Metrics } from '../health/metrics';
@@ -7,6 +8,7 @@ import type { RateLimitRecords } from '../store';
 import type { TeamStore } from '../teams/store';
 import type { Revocations } from '../tokens/revocations';
 import type { SkyClaims, TokenVerifier } from '../tokens';
+import type { AutomationToken, AutomationTokens } from '../tokens/automation';
 import type { Grants, LoginFamily } from '../tokens/grants';
 import type { CurrentGroups } from '../tokens/groups';
 
@@ -30,6 +32,10 @@ export interface SkyContext {
   groups: CurrentGroups;
   /** Per-client request counters (the login and token limits). */
   limits: RateLimitRecords;
+  /** The teams' automation tokens (README "Automation tokens"). */
+  automationTokens: AutomationTokens;
+  /** The audit trail (README "Audit trail"). */
+  audit: AuditTrail;
   log: Logger;
   /** sky's Prometheus metrics (README "Metrics"). */
   metrics: Metrics;
@@ -55,6 +61,7 @@ export function cookieAttributes(config: Pick<Config, 'mountPath' | 'cookieSecur
  */
 const contexts = new WeakMap<Request, SkyContext>();
 const verifiedTokens = new WeakMap<Request, SkyClaims>();
+const automation = new WeakMap<Request, AutomationToken>();
 
 /** Done by the sky() router for every request it sees. */
 export function attachContext(req: Request, ctx: SkyContext): void {
@@ -69,6 +76,16 @@ export function skyContextOf(req: Request): SkyContext | undefined {
 /** Done by the guards once a request's token is verified. */
 export function rememberClaims(req: Request, claims: SkyClaims): void {
   verifiedTokens.set(req, claims);
+}
+
+/** Done by requiresTeamRole once a request's automation token has passed. */
+export function rememberAutomation(req: Request, token: AutomationToken): void {
+  automation.set(req, token);
+}
+
+/** The automation token a request passed requiresTeamRole with, if it did. */
+export function automationTokenOf(req: Request): AutomationToken | undefined {
+  return automation.get(req);
 }
 
 /** The claims of the request's token once a guard (requiresAuth, requiresTeamRole, …) has verified it. */

@@ -3,7 +3,8 @@ import type { Identity } from '../connector';
 import { SkyError } from '../errors';
 import { roleIncludes, roleOf, type Role } from '../teams/auth';
 import { csrfMatches, tokenFromAuthorization, tokenFromCookieHeader, type SkyClaims } from '../tokens';
-import { claimsOf, rememberClaims, skyContextOf, type SkyContext } from './context';
+import { isAutomationSecret } from '../tokens/automation';
+import { claimsOf, rememberAutomation, rememberClaims, skyContextOf, type SkyContext } from './context';
 
 /** Methods that change nothing: a cookie is enough for them; others need X-Csrf-Token (SPEC §7.2). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -48,6 +49,8 @@ export function authenticate(req: Request): SkyClaims {
   const ctx = contextOf(req);
   const presented = presentedToken(req);
   if (!presented) throw notAuthorized('no token presented');
+  if (isAutomationSecret(presented.token))
+    throw notAuthorized('an automation token passes only the role routes of its team');
   const claims = ctx.verifier.verify(presented.token);
   ctx.revocations.assertCurrent();
   if (ctx.revocations.isRevoked(claims)) throw notAuthorized('token revoked');
@@ -219,15 +222,46 @@ function teamOf(req: Request, option: TeamRoleOptions['team']): string | undefin
   return params['team'] ?? params['team_name'];
 }
 
-/** At least `role` on the team (admins pass everything), judged on the current team config. */
+/**
+ * At least `role` on the team (admins pass everything), judged on the current team config. An
+ * automation token passes for its own team with at least `role` while that team exists.
+ */
 export function requiresTeamRole(role: Role, options: TeamRoleOptions = {}): RequestHandler {
   return guard((req) => {
+    const bearer = req.headers.authorization === undefined ? null : presentedToken(req);
+    if (bearer && isAutomationSecret(bearer.token))
+      return automationVerdict(req, bearer.token, role, options);
     const claims = authenticate(req);
     const ctx = contextOf(req);
     const team = teamOf(req, options.team);
     if (team === undefined)
       throw new SkyError('invalid_config', 'requiresTeamRole: no team named for this route');
     return judged(ctx, claims, (identity) => holds(ctx, identity, team, role));
+  });
+}
+
+/** An automation token's verdict: its team, a role that includes `role`, the team still there. */
+function automationVerdict(
+  req: Request,
+  secret: string,
+  role: Role,
+  options: TeamRoleOptions,
+): Now<true | SkyError> {
+  const ctx = contextOf(req);
+  const team = teamOf(req, options.team);
+  if (team === undefined)
+    throw new SkyError('invalid_config', 'requiresTeamRole: no team named for this route');
+  ctx.revocations.assertCurrent();
+  return then(ctx.automationTokens.lookup(secret), (found) => {
+    if ('refused' in found) throw notAuthorized(found.refused);
+    const { token } = found;
+    if (token.team !== team || !roleIncludes(token.role, role)) return new SkyError('forbidden', 'forbidden');
+    const cached = ctx.teams.cached(team);
+    return then(cached === undefined ? ctx.teams.get(team) : cached, (auth): true => {
+      if (!auth) throw notAuthorized('the automation token’s team was deleted');
+      rememberAutomation(req, token);
+      return true;
+    });
   });
 }
 

@@ -9,6 +9,7 @@ import type { Identity } from '../connector';
 import { enabledConnectors } from '../connectors';
 import { SkyError } from '../errors';
 import { createLogger, withRequestId, type Logger } from '../log';
+import { AuditTrail } from '../audit/trail';
 import { Metrics } from '../health/metrics';
 import { StoreWatch, type Readiness } from '../health/watch';
 import { createStore, type Store } from '../store';
@@ -27,6 +28,7 @@ import {
   TokenVerifier,
   type SigningKey,
 } from '../tokens';
+import { AutomationTokens } from '../tokens/automation';
 import { Grants, type LoginFamily } from '../tokens/grants';
 import { subjectOf } from '../tokens/jwt';
 import { CurrentGroups } from '../tokens/groups';
@@ -97,8 +99,30 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     log,
     checks: config.redisChecks,
   });
+  const audit = new AuditTrail({
+    records: store.audit,
+    log,
+    clock,
+    retentionMs: config.auditRetentionMs,
+    maxEvents: config.auditMaxEvents,
+  });
+  const automationTokens = new AutomationTokens({
+    records: store.automationTokens,
+    revocations,
+    keys,
+    clock,
+    log,
+    expired: (token) =>
+      void audit.record({
+        action: 'token.expire',
+        actor: { system: true },
+        team: token.team,
+        detail: { name: token.name, role: token.role },
+      }),
+  });
   const unsubscribe = store.subscribe((event) => {
     teams.handle(event);
+    automationTokens.handle(event);
     groups.handle(event);
     Promise.resolve(revocations.handle(event))
       .catch((err: unknown) =>
@@ -152,6 +176,8 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     grants,
     groups,
     limits: store.rateLimits,
+    automationTokens,
+    audit,
     metrics,
     verifier: new TokenVerifier({
       keys: verifyingKeys,
@@ -306,6 +332,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       unsubscribe();
       watch.stop();
       await ready.catch(() => undefined);
+      await automationTokens.close();
       await grants.releaseLeases();
       await store.close();
     },

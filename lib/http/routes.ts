@@ -32,6 +32,9 @@ export const ROUTES = [
   { path: '/api/v1/user', kind: 'json', methods: ['GET'] },
   { path: '/api/v1/teams', kind: 'json', methods: ['GET'] },
   { path: '/api/v1/teams/:team', kind: 'json', methods: ['GET', 'PUT', 'DELETE'] },
+  { path: '/api/v1/teams/:team/tokens', kind: 'json', methods: ['GET', 'POST'] },
+  { path: '/api/v1/teams/:team/tokens/:name', kind: 'json', methods: ['DELETE'] },
+  { path: '/api/v1/audit', kind: 'json', methods: ['GET'] },
 ] as const satisfies readonly RouteSpec[];
 
 type Route = (typeof ROUTES)[number];

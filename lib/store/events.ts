@@ -5,6 +5,8 @@ export type StoreEvent =
   | { type: 'revoke-token'; jti: string; exp: number }
   | { type: 'revoke-family'; sid: string; until: number }
   | { type: 'revoke-user'; sub: string; notBefore: number }
+  /** An automation token was created or removed (revoked, expired, its team deleted): caches drop it. */
+  | { type: 'automation-token'; id: string }
   /** A user's groups were read upstream again (SKY_GROUPS_MAX_AGE). */
   | { type: 'groups'; sub: string; groups: string[]; readAt: number }
   /** A node found Redis missing data it knew and wrote back what it could (every node reports it). */
@@ -45,6 +47,9 @@ export function parseStoreEvent(message: string): StoreEvent | null {
     typeof v['readAt'] === 'number'
   ) {
     return { type: 'groups', sub: v['sub'], groups: v['groups'], readAt: v['readAt'] };
+  }
+  if (v['type'] === 'automation-token' && typeof v['id'] === 'string') {
+    return { type: 'automation-token', id: v['id'] };
   }
   if (v['type'] === 'data-loss' && (v['kind'] === 'teams' || v['kind'] === 'revocations')) {
     return { type: 'data-loss', kind: v['kind'] };

@@ -6,6 +6,8 @@ import type { Store } from './records';
 
 export type { StoreEvent, StoreEventListener } from './events';
 export type {
+  AuditRecords,
+  AutomationTokenRecords,
   FamilyState,
   GrantRecords,
   Principals,

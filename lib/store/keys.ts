@@ -91,6 +91,31 @@ export class Keys {
     return `${this.prefix}once:${id}`;
   }
 
+  /** Hash: automation token id (the HMAC of its secret) → JSON record. All token keys share `{at}`. */
+  get automationTokens(): string {
+    return `${this.prefix}{at}:tokens`;
+  }
+
+  /** Hash: one team's automation token names → ids. */
+  teamAutomationTokens(team: string): string {
+    return `${this.prefix}{at}:team:${team}`;
+  }
+
+  /** Set: the teams that have automation tokens. */
+  get automationTokenTeams(): string {
+    return `${this.prefix}{at}:teams`;
+  }
+
+  /** Hash: automation token id → its last use (epoch ms), written in batches. */
+  get automationTokenUses(): string {
+    return `${this.prefix}{at}:used`;
+  }
+
+  /** Stream: the audit trail, under a hash tag of its own. */
+  get audit(): string {
+    return `${this.prefix}{audit}:events`;
+  }
+
   /** Prefix of express-session records (connect-redis adds the session id). */
   get sessionPrefix(): string {
     return `${this.prefix}sess:`;

@@ -2,6 +2,8 @@ import { TTLCache } from '@isaacs/ttlcache';
 import { Store as SessionStore, type SessionData } from 'express-session';
 import type { StoreEvent, StoreEventListener } from './events';
 import type {
+  AuditRecords,
+  AutomationTokenRecords,
   FamilyState,
   GrantRecords,
   Principals,
@@ -45,8 +47,10 @@ export function createMemoryStore({
   const grants = new MemoryGrantRecords(emit);
   const rateLimits = new MemoryRateLimitRecords();
   const singleUse = new MemorySingleUseRecords();
+  const automationTokens = new MemoryAutomationTokenRecords(emit);
+  const audit = new MemoryAuditRecords();
   const sessions = new MemorySessionStore(sessionTtlSeconds);
-  const parts = [teams, revocations, grants, rateLimits, singleUse, sessions];
+  const parts = [teams, revocations, grants, rateLimits, singleUse, automationTokens, audit, sessions];
   return {
     kind: 'memory',
     ready: Promise.resolve(),
@@ -59,6 +63,8 @@ export function createMemoryStore({
     grants,
     rateLimits,
     singleUse,
+    automationTokens,
+    audit,
     sessions,
     size: () => parts.reduce((sum, part) => sum + part.size(), 0),
     subscribe(listener) {
@@ -413,6 +419,115 @@ class MemorySingleUseRecords implements SingleUseRecords {
     return value;
   }
 }
+
+class MemoryAutomationTokenRecords implements AutomationTokenRecords {
+  private readonly records = new Map<string, string>();
+  /** Team → name → id. */
+  private readonly byTeam = new Map<string, Map<string, string>>();
+  private readonly uses = new Map<string, number>();
+
+  constructor(private readonly emit: (event: StoreEvent) => void) {}
+
+  size(): number {
+    return this.records.size + this.byTeam.size + this.uses.size;
+  }
+
+  clear(): void {
+    for (const map of [this.records, this.byTeam, this.uses]) map.clear();
+  }
+
+  async create(team: string, name: string, id: string, json: string): Promise<boolean> {
+    const names = this.byTeam.get(team) ?? new Map<string, string>();
+    if (names.has(name)) return false;
+    this.byTeam.set(team, names.set(name, id));
+    this.records.set(id, json);
+    this.emit({ type: 'automation-token', id });
+    return true;
+  }
+
+  async get(id: string): Promise<string | null> {
+    return this.records.get(id) ?? null;
+  }
+
+  async list(team: string): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    for (const [name, id] of this.byTeam.get(team) ?? []) {
+      const json = this.records.get(id);
+      if (json !== undefined) found.set(name, json);
+    }
+    return found;
+  }
+
+  async remove(team: string, name: string): Promise<string | null> {
+    const names = this.byTeam.get(team);
+    const id = names?.get(name);
+    if (!names || id === undefined) return null;
+    const json = this.records.get(id) ?? '';
+    names.delete(name);
+    if (names.size === 0) this.byTeam.delete(team);
+    this.records.delete(id);
+    this.uses.delete(id);
+    this.emit({ type: 'automation-token', id });
+    return json;
+  }
+
+  async teams(): Promise<string[]> {
+    return [...this.byTeam.keys()];
+  }
+
+  async touch(uses: Map<string, number>): Promise<void> {
+    // As the Redis hash: a use of a token removed meanwhile is dropped with it there by the next sweep.
+    for (const [id, ms] of uses) if (this.records.has(id)) this.uses.set(id, ms);
+  }
+
+  async lastUsed(ids: string[]): Promise<(number | null)[]> {
+    return ids.map((id) => this.uses.get(id) ?? null);
+  }
+}
+
+/** Stream ids as Redis makes them: `<ms>-<seq>`, increasing. */
+class MemoryAuditRecords implements AuditRecords {
+  private events: [string, string][] = [];
+  private last = { ms: 0, seq: 0 };
+
+  size(): number {
+    return this.events.length;
+  }
+
+  clear(): void {
+    this.events = [];
+  }
+
+  async append(json: string, maxEvents: number, oldestMs: number): Promise<string> {
+    const now = Date.now();
+    this.last = now > this.last.ms ? { ms: now, seq: 0 } : { ms: this.last.ms, seq: this.last.seq + 1 };
+    const id = `${this.last.ms}-${this.last.seq}`;
+    this.events.push([id, json]);
+    const first = this.events.findIndex(([at]) => msOf(at) >= oldestMs);
+    this.events = this.events.slice(
+      Math.max(first === -1 ? this.events.length : first, this.events.length - maxEvents),
+    );
+    return id;
+  }
+
+  async read(sinceMs: number, before: string | null, count: number): Promise<[string, string][]> {
+    const out: [string, string][] = [];
+    for (let i = this.events.length - 1; i >= 0 && out.length < count; i--) {
+      const event = this.events[i] as [string, string];
+      if (before !== null && !idBefore(event[0], before)) continue;
+      if (msOf(event[0]) < sinceMs) break;
+      out.push(event);
+    }
+    return out;
+  }
+}
+
+const msOf = (id: string): number => Number(id.split('-')[0]);
+const idBefore = (a: string, b: string): boolean => {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am < bm || (am === bm && as < bs);
+};
 
 type Callback<T = unknown> = (err?: unknown, data?: T) => void;
 

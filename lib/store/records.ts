@@ -126,6 +126,38 @@ export interface RateLimitRecords {
   peek(bucket: string): Promise<{ count: number; resetMs: number }>;
 }
 
+/**
+ * A team's automation tokens (README "Automation tokens"): records keyed by the HMAC of their secret
+ * (`id`; the secret itself is never stored), with the team's name → id index. Values are opaque here.
+ */
+export interface AutomationTokenRecords {
+  /** Stores a new token unless the team has one of that name (false then); every node hears it. */
+  create(team: string, name: string, id: string, json: string): Promise<boolean>;
+  /** The record of the token whose id is `id`, or null. */
+  get(id: string): Promise<string | null>;
+  /** The team's tokens: name → record (expired ones too, until removed). */
+  list(team: string): Promise<Map<string, string>>;
+  /** Removes the team's token `name`, durably; resolves its record (null: none). Every node hears it. */
+  remove(team: string, name: string): Promise<string | null>;
+  /** Teams that have tokens (the expiry sweep). */
+  teams(): Promise<string[]>;
+  /** Records last uses (id → epoch ms) in one write. */
+  touch(uses: Map<string, number>): Promise<void>;
+  /** The last use of each id (null: never, or not written yet). */
+  lastUsed(ids: string[]): Promise<(number | null)[]>;
+}
+
+/** The audit trail (README "Audit trail"): events as opaque JSON, oldest first, bounded by length and age. */
+export interface AuditRecords {
+  /** Appends one event; trims to `maxEvents` and drops events older than `oldestMs`. Resolves its id. */
+  append(json: string, maxEvents: number, oldestMs: number): Promise<string>;
+  /**
+   * Events newest first: those with an id before `before` (null: from the newest), not older than
+   * `sinceMs`, at most `count`.
+   */
+  read(sinceMs: number, before: string | null, count: number): Promise<[id: string, json: string][]>;
+}
+
 /** What sky needs of its store (SPEC §8), as found on one start or reconnect. */
 export interface StoreRequirements {
   /** Settings under which the store can lose sky's keys: each names the server, the setting and the fix. */
@@ -148,6 +180,8 @@ export interface Store {
   readonly grants: GrantRecords;
   readonly rateLimits: RateLimitRecords;
   readonly singleUse: SingleUseRecords;
+  readonly automationTokens: AutomationTokenRecords;
+  readonly audit: AuditRecords;
   readonly sessions: SessionStore;
   /** Checks persistence and eviction policy (and counts replicas); the embedded store has nothing to check. */
   requirements(): Promise<StoreRequirements>;

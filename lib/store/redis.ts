@@ -7,6 +7,7 @@ import { parseStoreEvent, type StoreEvent, type StoreEventListener } from './eve
 import { guarded, storeError } from './guarded';
 import { Keys } from './keys';
 import { RedisDurability } from './redis-durability';
+import { RedisAuditRecords, RedisAutomationTokenRecords } from './redis-automation';
 import { RedisGrantRecords } from './redis-grants';
 import { RedisRateLimitRecords } from './redis-limits';
 import { RedisRevocationRecords } from './redis-revocations';
@@ -312,6 +313,8 @@ export function createRedisStore(
     grants: new RedisGrantRecords(client, keys, durability),
     rateLimits: new RedisRateLimitRecords(client, keys),
     singleUse: new RedisSingleUseRecords(client, keys),
+    automationTokens: new RedisAutomationTokenRecords(client, keys, durability),
+    audit: new RedisAuditRecords(client, keys),
     sessions: sessionStore(client, keys, sessionTtlSeconds),
     subscribe(listener) {
       listeners.add(listener);

@@ -324,3 +324,30 @@ export function teamAuthEntries(auth: TeamAuth): { users: string[]; groups: stri
   }
   return { users: [...users], groups: [...groups] };
 }
+
+/** What a team write changes in one role: entries added and removed (prefixed, as stored). */
+export interface RoleChange {
+  added: { users: string[]; groups: string[] };
+  removed: { users: string[]; groups: string[] };
+}
+
+/** The per-role difference between two configs (`before` null: a new team); roles without change are left out. */
+export function diffTeamAuth(
+  before: TeamAuth | null,
+  after: TeamAuth | null,
+): Partial<Record<Role, RoleChange>> {
+  const changes: Partial<Record<Role, RoleChange>> = {};
+  const minus = (a: string[] = [], b: string[] = []): string[] => a.filter((x) => !b.includes(x));
+  for (const role of ROLES) {
+    const was = before?.[role];
+    const now = after?.[role];
+    const change: RoleChange = {
+      added: { users: minus(now?.users, was?.users), groups: minus(now?.groups, was?.groups) },
+      removed: { users: minus(was?.users, now?.users), groups: minus(was?.groups, now?.groups) },
+    };
+    const { added, removed } = change;
+    if (added.users.length + added.groups.length + removed.users.length + removed.groups.length > 0)
+      changes[role] = change;
+  }
+  return changes;
+}

@@ -260,9 +260,9 @@ export class Revocations {
    * Ends a login family on every node (logout, refresh-token reuse): every access token carrying its
    * `sid`, issued before or racing this call, is refused until none of them could verify any more.
    * Known here first: should the write fail, this node still refuses them, and heal() retries it.
+   * `until`: when nothing of the family could verify any more (an automation token: its expiry).
    */
-  async revokeFamily(familyId: string): Promise<void> {
-    const until = this.clock.now() + this.familyKeepMs;
+  async revokeFamily(familyId: string, until = this.clock.now() + this.familyKeepMs): Promise<void> {
     this.families.note(familyId, until, this.cutoffs().families);
     this.options.revoked?.('family');
     await this.write(`f ${familyId}`, () => this.records.revokeFamily(familyId, until));
