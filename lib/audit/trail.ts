@@ -1,6 +1,6 @@
 /**
  * The audit trail (README "Audit trail"): one event for each change to who may do what, and for each
- * login, written as one structured log line (`audit: true`) and appended to a Redis Stream bounded by
+ * login, written as one structured log line (the event under `audit`) and appended to a Redis Stream bounded by
  * SKY_AUDIT_MAX_EVENTS and SKY_AUDIT_RETENTION. An event names who acted, what, on which team, when,
  * the request id and the node; it never holds a secret (no token, password or code is ever passed in).
  */
@@ -21,11 +21,14 @@ export type AuditAction =
   | 'token.create'
   | 'token.revoke'
   | 'token.expire'
-  | 'local.password_failure';
+  | 'password.failure';
 
-/** Who acted: a person (subject, name, connector), an automation token (its team and name), or sky itself. */
+/** Who acted: a person (subject, name, connector), sky itself, or someone it could not name. */
 export type AuditActor =
-  { sub: string; name: string; connector: string } | { token: string; team: string } | { system: true };
+  | { sub: string; name: string; connector: string }
+  | { system: true }
+  /** A refused login of someone sky could not name. */
+  | { anonymous: true };
 
 export interface AuditInput {
   action: AuditAction;
@@ -77,7 +80,8 @@ export class AuditTrail {
       node: NODE,
       detail: input.detail ?? {},
     };
-    this.options.log.info({ audit: true, ...event }, `audit: ${input.action}`);
+    // Nested: the event's `time` must not replace the log line's own.
+    this.options.log.info({ audit: event }, `audit: ${input.action}`);
     try {
       await this.options.records.append(
         JSON.stringify(event),

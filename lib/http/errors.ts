@@ -165,8 +165,37 @@ function countError(metrics: Metrics, req: Request, error: SkyError): void {
     metrics.redisErrors.inc({ where: 'request' });
   const grant = (req.body as { grant_type?: unknown } | undefined)?.grant_type;
   if (route === '/sky/token' && grant === 'refresh_token') metrics.refreshes.inc({ result: 'refused' });
-  else if (LOGIN_ROUTE.test(route) || (route === '/sky/token' && grant === 'password'))
+  else if (LOGIN_ROUTE.test(route) || (route === '/sky/token' && grant === 'password')) {
     metrics.loginRefusals.inc({ reason: error.code });
+    auditRefusal(req, error, route === '/sky/token' || req.method === 'POST');
+  }
+}
+
+/**
+ * A refused login in the audit trail: a wrong password (a password route's invalid_grant) as
+ * `password.failure`, naming the user only when it is one the node knows (a mistyped name may be a
+ * password); anything else as `login.refusal` with its reason.
+ */
+function auditRefusal(req: Request, error: SkyError, passwordRoute: boolean): void {
+  const ctx = skyContextOf(req);
+  if (!ctx) return;
+  const body = (req.body ?? {}) as { username?: unknown };
+  const known = (name: unknown): name is string =>
+    typeof name === 'string' && ctx.config.localUsers.some((u) => u.name === name.trim().toLowerCase());
+  const failure = passwordRoute && error.code === 'invalid_grant';
+  void ctx.audit.record({
+    action: failure ? 'password.failure' : 'login.refusal',
+    actor: error.sub
+      ? { sub: error.sub, name: '', connector: error.sub.split(':')[0] ?? '' }
+      : { anonymous: true },
+    requestId: req.skyRequestId,
+    detail: failure
+      ? {
+          user: known(body.username) ? body.username.trim().toLowerCase() : '(not a configured user)',
+          address: req.ip,
+        }
+      : { reason: error.code, address: req.ip },
+  });
 }
 
 /** Pages where logging in again changes nothing: a missing page or team, a role, a server fault. */

@@ -1,3 +1,4 @@
+import { personActor } from './tokens-api';
 import type { NextFunction, Request, Response } from 'express';
 import type { Passport } from 'passport';
 import type { Connector, LoggedIn } from '../connector';
@@ -340,10 +341,14 @@ function issueAndLand(
     .issue(loggedIn.identity, () => ctx.grants.start(loggedIn.identity, loggedIn.upstream), true)
     .then((issued) => {
       ctx.metrics.logins.inc({ connector: loggedIn.identity.connector });
-      req.session.regenerate((regenerateErr) => {
-        if (regenerateErr) return next(regenerateErr);
-        land(req, res, state, issued).catch(next);
-      });
+      return ctx.audit
+        .record({ action: 'login.success', actor: personActor(issued.claims), requestId: req.skyRequestId })
+        .then(() =>
+          req.session.regenerate((regenerateErr) => {
+            if (regenerateErr) return next(regenerateErr);
+            land(req, res, state, issued).catch(next);
+          }),
+        );
     }, next);
 }
 

@@ -10,6 +10,7 @@ import { enabledConnectors } from '../connectors';
 import { SkyError } from '../errors';
 import { createLogger, withRequestId, type Logger } from '../log';
 import { AuditTrail } from '../audit/trail';
+import { personActor } from './tokens-api';
 import { Metrics } from '../health/metrics';
 import { StoreWatch, type Readiness } from '../health/watch';
 import { createStore, type Store } from '../store';
@@ -156,6 +157,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     refreshTtlSeconds: Math.ceil(config.refreshDurationMs / 1000),
     upstreamTimeoutMs: upstream.timeoutMs,
     log,
+    audit,
   });
   const groups = new CurrentGroups({
     maxAgeMs: config.groupsMaxAgeMs,
@@ -382,6 +384,7 @@ function logout(ctx: SkyContext): RequestHandler {
     );
     res.set('Cache-Control', 'no-store');
     ctx.log.info({ reqId: req.skyRequestId, sub: claims.sub, jti: claims.jti }, 'logout');
+    await ctx.audit.record({ action: 'logout', actor: personActor(claims), requestId: req.skyRequestId });
     if (req.accepts(['json', 'html']) === 'html')
       res.redirect(303, `${ctx.config.externalUrl}/?logged_out=1`);
     else res.status(204).end();

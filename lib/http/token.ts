@@ -1,4 +1,5 @@
 import express, { type Request, type RequestHandler, type Response } from 'express';
+import { personActor } from './tokens-api';
 import type { Identity } from '../connector';
 import { SkyError } from '../errors';
 import type { Redeemed } from '../tokens/grants';
@@ -109,7 +110,14 @@ async function redeem(req: Request, res: Response): Promise<void> {
     throw err;
   }
   if (grantType === 'refresh_token') ctx.metrics.refreshes.inc({ result: 'issued' });
-  if (grantType === 'password') ctx.metrics.logins.inc({ connector: redeemed.identity.connector });
+  if (grantType === 'password') {
+    ctx.metrics.logins.inc({ connector: redeemed.identity.connector });
+    await ctx.audit.record({
+      action: 'login.success',
+      actor: personActor(issued.claims),
+      requestId: req.skyRequestId,
+    });
+  }
   ctx.log.info(
     { reqId: req.skyRequestId, sub: issued.claims.sub, jti: issued.claims.jti },
     grantType === 'refresh_token'

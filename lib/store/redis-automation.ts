@@ -135,11 +135,12 @@ export class RedisAuditRecords implements AuditRecords {
   append(json: string, maxEvents: number, oldestMs: number): Promise<string> {
     const key = this.keys.audit;
     return guarded('write an audit event', async () => {
-      // One round trip; the age trim is a second command (XADD takes one trimming strategy).
+      // One round trip; the age trim is a second command (XADD takes one trimming strategy). Exact
+      // trims (no `~`): the bounds are what the README says, and audit volumes make them cheap.
       const answers = await this.client
         .multi()
-        .xadd(key, 'MAXLEN', '~', String(maxEvents), '*', 'event', json)
-        .xtrim(key, 'MINID', '~', String(Math.max(0, Math.floor(oldestMs))))
+        .xadd(key, 'MAXLEN', String(maxEvents), '*', 'event', json)
+        .xtrim(key, 'MINID', String(Math.max(0, Math.floor(oldestMs))))
         .exec();
       const failed = answers?.find(([err]) => err);
       if (!answers || failed) throw failed?.[0] ?? new Error('the audit write was not executed');
@@ -153,7 +154,7 @@ export class RedisAuditRecords implements AuditRecords {
       const entries = await this.client.xrevrange(
         this.keys.audit,
         end,
-        String(Math.max(0, sinceMs)),
+        String(Math.max(0, Math.ceil(sinceMs))),
         'COUNT',
         count,
       );

@@ -1,3 +1,4 @@
+import type { AuditTrail } from '../audit/trail';
 import { createHmac, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Store as SessionStore } from 'express-session';
@@ -24,6 +25,8 @@ const AUTHORIZATION_CODE = /^[A-Za-z0-9_-]{43}$/;
 export interface GrantsOptions {
   /** The signing key, then previous private keys: what they sealed or hashed still opens (a rotation). */
   keys: readonly SigningKey[];
+  /** Where family ends on reuse and user-wide revocations are recorded. */
+  audit?: AuditTrail;
   records: GrantRecords;
   /** Where the CLI's authorization codes wait (single use, shared by every node). */
   codes: SingleUseRecords;
@@ -171,9 +174,7 @@ export class Grants {
       found = await this.options.records.inspect(familyId, hash);
     }
     if (found.state === 'reused') {
-      // Whoever holds the spent token may hold the family's access tokens too: they all end.
-      await this.options.revocations.revokeFamily(familyId);
-      this.options.log.warn({ sub: found.sub }, 'a rotated refresh token was reused: its family is revoked');
+      await this.endReused(familyId, found.sub);
       throw invalidGrant('the refresh token was already used; its family is revoked');
     }
     if (found.state === 'unknown' || !found.sub)
@@ -184,7 +185,7 @@ export class Grants {
     const rotate = async (): Promise<IssuedRefresh> => {
       const next = this.newToken(familyId);
       const rotated = await this.options.records.rotate(familyId, hash, this.hash(next));
-      if (rotated === 'reused') await this.options.revocations.revokeFamily(familyId);
+      if (rotated === 'reused') await this.endReused(familyId, sub);
       if (rotated !== 'current')
         throw invalidGrant('the refresh token was used concurrently; its family is revoked');
       // A logout that ran while this refresh read the upstream API ended the family: issue nothing.
@@ -192,6 +193,17 @@ export class Grants {
       return { refreshToken: next, familyId };
     };
     return { identity, family: rotate };
+  }
+
+  /** A spent refresh token came back: whoever holds it may hold the family's access tokens too, so all end. */
+  private async endReused(familyId: string, sub: string | undefined): Promise<void> {
+    await this.options.revocations.revokeFamily(familyId);
+    this.options.log.warn({ sub }, 'a rotated refresh token was reused: its family is revoked');
+    await this.options.audit?.record({
+      action: 'family.end',
+      actor: { system: true },
+      detail: { sub: sub ?? null, reason: 'a spent refresh token was presented again' },
+    });
   }
 
   /**
@@ -228,6 +240,11 @@ export class Grants {
    */
   async revokeUser(sub: string, reason: string): Promise<void> {
     await this.options.revocations.revokeUser(sub);
+    await this.options.audit?.record({
+      action: 'user.revoke',
+      actor: { system: true },
+      detail: { sub, reason },
+    });
     const sessions = await this.options.records.forgetUser(sub);
     await Promise.all(
       sessions.map(

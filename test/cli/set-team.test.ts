@@ -69,6 +69,8 @@ describe('with flags', () => {
         '\n' +
         '  groups:\n' +
         '  - bitbucket-cloud:acme\n' +
+        '\n' +
+        'new team\n' +
         'team created\n',
     });
     expect(await serverTeam('flags-team')).toEqual({
@@ -86,7 +88,13 @@ describe('with flags', () => {
       '--non-interactive',
     ]);
     expect(updated.code).toBe(0);
-    expect(updated.stdout).toContain('  groups:\n    none\nteam updated\n');
+    expect(updated.stdout).toContain(
+      '  groups:\n    none\n' +
+        '\nchanges:\n\nrole owner:\n' +
+        '- bitbucket-cloud user bob\n- bitbucket-cloud user carol\n- bitbucket-cloud team acme\n' +
+        '+ bitbucket-cloud user dave\n' +
+        'team updated\n',
+    );
     expect(await serverTeam('flags-team')).toEqual({
       owner: { users: ['bitbucket-cloud:dave'], groups: [] },
     });
@@ -155,6 +163,7 @@ describe('with a roles YAML (-c)', () => {
         '\nrole member:\n  users:\n  - bitbucket-cloud:my-bitbucket-login\n\n  groups:\n  - bitbucket-cloud:my-bitbucket-team\n' +
         '\nrole owner:\n  users:\n  - bitbucket-cloud:alice\n\n  groups:\n    none\n' +
         '\nrole viewer:\n  users:\n    none\n\n  groups:\n  - bitbucket-cloud:acme/developers\n' +
+        '\nnew team\n' +
         'team created\n',
     );
     expect(await serverTeam('yaml-team')).toEqual({

@@ -196,6 +196,14 @@ test('revoked on one node: refused on the other within 1 s; the list shows it no
     headers: auth('bob'),
   });
   expect(gone.status).toBe(404);
+  // One audit event each, readable by the team's owner; the secret in none.
+  const trail = await fetch(`${one.url}/api/v1/audit?team=rev`, { headers: auth('bob') });
+  const events = (await trail.json()) as { action: string; detail: Record<string, unknown> }[];
+  expect(events.map((e) => [e.action, e.detail['name']])).toEqual([
+    ['token.revoke', 'bot'],
+    ['token.create', 'bot'],
+  ]);
+  expect(JSON.stringify(events)).not.toContain(secret);
 });
 
 test('its team deleted: refused on the other node within 1 s, and a new team of that name does not inherit it', async () => {

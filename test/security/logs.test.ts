@@ -459,6 +459,52 @@ test('the main flows and the error paths log no secret, one JSON line per event 
     await locals.close();
   }
 
+  // Automation tokens: created (the secret in that answer only), used, forged, revoked.
+  const bots = await send(anonymous, 'a team for a bot', `${node.url}/api/v1/teams/bots`, {
+    method: 'PUT',
+    headers: { ...adminBearer, 'content-type': 'application/json' },
+    body: JSON.stringify({ auth: { owner: { users: ['bitbucket-cloud:bob'] } } }),
+  });
+  expect(bots.status).toBe(201);
+  const made = await send(anonymous, 'automation token created', `${node.url}/api/v1/teams/bots/tokens`, {
+    method: 'POST',
+    headers: { ...adminBearer, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'deploy-bot', role: 'viewer' }),
+  });
+  expect(made.status).toBe(201);
+  const botSecret = (JSON.parse(made.body) as { token: string }).token;
+  secret('an automation token', botSecret);
+  secret('an automation token (body)', botSecret.slice('sky_at_'.length));
+  const botBearer = { authorization: `Bearer ${botSecret}` };
+  const used = await send(anonymous, 'automation token used', `${node.url}/api/v1/teams/bots`, {
+    headers: botBearer,
+  });
+  expect(used.status).toBe(200);
+  const botForged = `${botSecret.slice(0, -1)}${botSecret.endsWith('a') ? 'b' : 'a'}`;
+  secret('a forged automation token', botForged);
+  const refusedBot = await send(anonymous, 'automation token forged', `${node.url}/api/v1/teams/bots`, {
+    headers: { authorization: `Bearer ${botForged}` },
+  });
+  expect(refusedBot.status).toBe(401);
+  const revokedBot = await send(
+    anonymous,
+    'automation token revoked',
+    `${node.url}/api/v1/teams/bots/tokens/deploy-bot`,
+    {
+      method: 'DELETE',
+      headers: adminBearer,
+    },
+  );
+  expect(revokedBot.status).toBe(204);
+  // The audit trail holds no secret either.
+  const trail = await send(anonymous, 'the audit trail', `${node.url}/api/v1/audit?limit=1000`, {
+    headers: adminBearer,
+  });
+  expect(trail.status).toBe(200);
+  expect((JSON.parse(trail.body) as unknown[]).length).toBeGreaterThan(5);
+  const inTrail = [...secrets].filter(([value]) => trail.body.includes(value));
+  expect(inTrail.map(([, label]) => label)).toEqual([]);
+
   // The error handler's 5xx path, with a bearer and cookies on the request.
   const boom = await send(admin.browser, 'a host route fails', `${node.url}/host/boom`, {
     headers: { authorization: `Bearer ${admin.token}` },

@@ -392,6 +392,53 @@ describe.each([
     });
   });
 
+  describe('automation tokens', () => {
+    it('creates a token once per name, lists, finds and removes it, telling every node', async () => {
+      const [team, token, other] = [id('team'), id('at'), id('at')];
+      expect(await store.automationTokens.create(team, 'bot', token, '{"n":1}')).toBe(true);
+      expect(await store.automationTokens.create(team, 'bot', other, '{"n":2}')).toBe(false);
+      expect(await store.automationTokens.get(other)).toBeNull();
+      await hear((e) => e.type === 'automation-token' && e.id === token);
+      expect(await store.automationTokens.get(token)).toBe('{"n":1}');
+      expect(await store.automationTokens.list(team)).toEqual(new Map([['bot', '{"n":1}']]));
+      expect(await store.automationTokens.teams()).toContain(team);
+      await store.automationTokens.touch(new Map([[token, 1234]]));
+      expect(await store.automationTokens.lastUsed([token, other])).toEqual([1234, null]);
+      const before = events.filter((e) => e.type === 'automation-token' && e.id === token).length;
+      expect(await store.automationTokens.remove(team, 'bot')).toBe('{"n":1}');
+      await hear((e) => e.type === 'automation-token' && e.id === token, before + 1);
+      expect(await store.automationTokens.remove(team, 'bot')).toBeNull();
+      expect(await store.automationTokens.get(token)).toBeNull();
+      expect(await store.automationTokens.list(team)).toEqual(new Map());
+      expect(await store.automationTokens.teams()).not.toContain(team);
+      expect(await store.automationTokens.lastUsed([token])).toEqual([null]);
+    });
+  });
+
+  describe('audit', () => {
+    it('appends events, reads them newest first in pages, and trims by count and by age', async () => {
+      const far = Date.now() - 3_600_000;
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push(await store.audit.append(`{"i":${i}}`, 1000, far));
+      const newest = await store.audit.read(far, null, 3);
+      expect(newest.map(([, json]) => json)).toEqual(['{"i":4}', '{"i":3}', '{"i":2}']);
+      const next = await store.audit.read(far, newest[2]?.[0] ?? null, 3);
+      expect(next.map(([, json]) => json).slice(0, 2)).toEqual(['{"i":1}', '{"i":0}']);
+      // By count: 3 kept of 6.
+      await store.audit.append('{"i":5}', 3, far);
+      expect((await store.audit.read(0, null, 100)).map(([, json]) => json)).toEqual([
+        '{"i":5}',
+        '{"i":4}',
+        '{"i":3}',
+      ]);
+      // By age: an append that keeps nothing older than now keeps only itself.
+      await new Promise((r) => setTimeout(r, 5));
+      await store.audit.append('{"i":6}', 1000, Date.now());
+      expect((await store.audit.read(0, null, 100)).map(([, json]) => json)).toEqual(['{"i":6}']);
+      expect(ids.every((i) => /^\d+-\d+$/.test(i))).toBe(true);
+    });
+  });
+
   describe('sessions', () => {
     it('saves, reads, touches and destroys a session', async () => {
       const sid = id('sid');

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import type { CliFlag } from '../../connector';
 import { CONNECTORS } from '../../connectors';
 import { SkyError } from '../../errors';
@@ -6,12 +7,13 @@ import {
   kindOfEntry,
   parseRolesYaml,
   ROLES,
+  rolesYamlOf,
   teamAuthFromFlags,
   validateTeamName,
   type RoleMembers,
   type TeamAuth,
 } from '../../teams/auth';
-import { callApi, expectJson, serverError } from '../client';
+import { callApi, expectJson, serverError, type Session } from '../client';
 import {
   booleanOption,
   listOption,
@@ -24,6 +26,7 @@ import {
   type Values,
 } from '../command';
 import { CliExit, renderTable } from '../io';
+import { entryWords, renderChanges, teamChanges } from '../team-diff';
 
 /** A team as the API shows it. */
 interface TeamView {
@@ -56,8 +59,20 @@ function roleRows(team: TeamView, kinds = false): string[][] {
   });
 }
 
-/** The auth config from -c roles.yml, or from the flags (every user and team an owner), as fly builds it. */
-async function authFromOptions(values: Values): Promise<TeamAuth> {
+/** `-c -`: the roles YAML comes from stdin. */
+const STDIN = '-';
+
+async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * The auth config from -c roles.yml (`-c -`: stdin), or from the flags (every user and team an owner),
+ * as fly builds it.
+ */
+async function authFromOptions(ctx: Context, values: Values): Promise<TeamAuth> {
   // fly skips empty flag values ("--bitbucket-cloud-user ''"), then finds no members.
   const given = (flag: CliFlag | undefined): string[] =>
     flag ? listOption(values, flag.name).filter((v) => v.trim() !== '') : [];
@@ -75,6 +90,7 @@ async function authFromOptions(values: Values): Promise<TeamAuth> {
       `--config cannot be combined with ${named}: put every user and team in the roles file`,
     );
   }
+  if (config === STDIN) return parseRolesYaml(await readAll(ctx.io.stdin), '<stdin>');
   let text: string;
   try {
     text = await readFile(config, 'utf8');
@@ -116,13 +132,49 @@ async function confirmed(ctx: Context, question: string): Promise<string> {
   return ((await ctx.prompter.ask(question)) ?? '').trim();
 }
 
-/** fly set-team: validate locally, show, confirm, PUT; "team created" or "team updated". */
+/** The team's config as the server has it now; null when there is no such team (404 team_not_found). */
+async function currentAuth(session: Session, name: string): Promise<TeamAuth | null> {
+  const res = await callApi(session, teamPath(name));
+  if (res.status === 404 && (res.headers.get('content-type') ?? '').includes('json')) {
+    const body = (await res
+      .clone()
+      .json()
+      .catch(() => null)) as { error?: unknown } | null;
+    if (body?.error === 'team_not_found') {
+      await res.body?.cancel();
+      return null;
+    }
+  }
+  return (await expectJson<TeamView>(res)).auth;
+}
+
+/**
+ * fly set-team: validate locally, read the team's current config, show the new one and what it changes
+ * ("new team", the entries added and removed per role, or "no changes": then nothing is written),
+ * confirm, PUT; "team created" or "team updated". --dry-run stops after showing.
+ */
 async function setTeam(ctx: Context, values: Values): Promise<void> {
   const name = validateTeamName(requiredOption(values, 'team-name', 'n'));
+  const dryRun = booleanOption(values, 'dry-run');
+  const nonInteractive = booleanOption(values, 'non-interactive');
+  if (stringOption(values, 'config') === STDIN && !dryRun && !nonInteractive) {
+    throw new SkyError(
+      'invalid_request',
+      '-c - reads the roles YAML from stdin, so stdin cannot answer the confirmation: add --non-interactive to apply it, or --dry-run to only show the changes',
+    );
+  }
   const session = await openSession(ctx);
-  const auth = await authFromOptions(values);
+  const auth = await authFromOptions(ctx, values);
+  const current = await currentAuth(session, name);
   print(ctx, describeTeam(name, auth));
-  if (!booleanOption(values, 'non-interactive')) {
+  const changes = current ? teamChanges(current, auth) : null;
+  if (changes?.length === 0) {
+    print(ctx, '\nno changes\n');
+    return;
+  }
+  print(ctx, changes ? `\n${renderChanges(changes)}` : '\nnew team\n');
+  if (dryRun) return;
+  if (!nonInteractive) {
     const answer = (await confirmed(ctx, '\napply team configuration? [yN]: ')).toLowerCase();
     if (answer !== 'y' && answer !== 'yes') throw new CliExit('bailing out\n');
   }
@@ -163,12 +215,57 @@ async function listTeams(ctx: Context, values: Values): Promise<void> {
   }
 }
 
-/** fly get-team -n: one team's roles. */
+const OUTPUTS = ['yaml', 'json'] as const;
+type Output = (typeof OUTPUTS)[number];
+
+/** -o/--output (and -j, which is -o json); undefined: fly's table. */
+function outputOf(values: Values): Output | undefined {
+  const output = stringOption(values, 'output');
+  const asJson = booleanOption(values, 'json');
+  if (output === undefined) return asJson ? 'json' : undefined;
+  if (!(OUTPUTS as readonly string[]).includes(output)) {
+    throw new SkyError(
+      'invalid_request',
+      `invalid value '${output.slice(0, 40)}' for -o/--output: use ${OUTPUTS.join(' or ')}`,
+    );
+  }
+  if (asJson && output !== 'json') {
+    throw new SkyError('invalid_request', `-j/--json cannot be combined with -o ${output}`);
+  }
+  return output as Output;
+}
+
+/**
+ * What set-team would change if given the roles YAML of `auth` (nothing, but for entries the YAML
+ * cannot say: those of a connector this sky does not know), as warning lines.
+ */
+function yamlWarnings(auth: TeamAuth, yaml: string): string[] {
+  let back: TeamAuth;
+  try {
+    back = parseRolesYaml(yaml);
+  } catch (err) {
+    return [`warning: set-team -c will refuse this roles YAML: ${(err as Error).message}`];
+  }
+  return teamChanges(auth, back).flatMap(({ role, entries }) =>
+    entries.map(
+      ({ sign, list, entry }) =>
+        `warning: role ${role}: ${entryWords(list, entry)} ${sign === '-' ? 'is left out of' : 'would be added by'} this roles YAML`,
+    ),
+  );
+}
+
+/** fly get-team -n: one team's roles; -o yaml: as the roles YAML set-team -c reads back unchanged. */
 async function getTeam(ctx: Context, values: Values): Promise<void> {
   const name = validateTeamName(requiredOption(values, 'team-name', 'n'));
+  const output = outputOf(values);
   const session = await openSession(ctx);
   const team = await expectJson<TeamView>(await callApi(session, teamPath(name)));
-  if (booleanOption(values, 'json')) return json(ctx, team);
+  if (output === 'json') return json(ctx, team);
+  if (output === 'yaml') {
+    const yaml = rolesYamlOf(team.auth);
+    for (const warning of yamlWarnings(team.auth, yaml)) ctx.io.stderr.write(`${warning}\n`);
+    return print(ctx, yaml);
+  }
   print(ctx, renderTable(['name/role', 'users', 'groups'], roleRows(team, true), ctx.printHeaders));
 }
 
@@ -205,6 +302,10 @@ export const setTeamCommand: CommandSpec = {
   options: {
     'team-name': teamName('The team to create or modify'),
     'non-interactive': nonInteractive('Force apply configuration'),
+    'dry-run': {
+      type: 'boolean',
+      description: 'Show the configuration and what it changes, then exit without applying it',
+    },
     ...Object.fromEntries(
       memberFlags().map((f) => [
         f.name,
@@ -215,7 +316,7 @@ export const setTeamCommand: CommandSpec = {
       type: 'string',
       short: 'c',
       value: 'FILE',
-      description: `Roles YAML: roles: [{name, ${CONNECTORS.map((c) => `${c.entries.yamlKey}: {users${c.entries.yamlGroups ? `, ${c.entries.yamlGroups}` : ''}}`).join(', ')}}] (roles: ${ROLES.join(', ')})`,
+      description: `Roles YAML (- for stdin, with --non-interactive or --dry-run): roles: [{name, ${CONNECTORS.map((c) => `${c.entries.yamlKey}: {users${c.entries.yamlGroups ? `, ${c.entries.yamlGroups}` : ''}}`).join(', ')}}] (roles: ${ROLES.join(', ')})`,
     },
   },
   run: setTeam,
@@ -239,6 +340,12 @@ export const getTeamCommand: CommandSpec = {
   options: {
     'team-name': teamName('Get configuration of this team'),
     json: { type: 'boolean', short: 'j', description: 'Print command result as JSON' },
+    output: {
+      type: 'string',
+      short: 'o',
+      value: 'FORMAT',
+      description: 'Print the team as yaml (a roles file for set-team -c) or json',
+    },
   },
   run: getTeam,
 };
