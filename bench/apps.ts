@@ -41,7 +41,6 @@ export async function buildApp(spec: NodeSpec, externalUrl: string): Promise<Ben
 /** sky as a host app mounts it (README): the router first, then its own routes behind the guards. */
 async function skyApp(app: Express, spec: NodeSpec, externalUrl: string): Promise<BenchApp> {
   const router = sky({
-    env: {},
     externalUrl,
     bitbucketCloud: {
       clientId: spec.fake.clientId,

@@ -6,7 +6,14 @@ import { fmt, median, pairedRatios, rotate } from './stats';
 import { BENCH_TEAM, loadTeams, teamStoreOf } from './teams';
 
 interface Target {
-  key: 'bare-bearer' | 'sky-bearer' | 'bare-cookie' | 'sky-cookie' | 'passport';
+  key:
+    | 'bare-bearer'
+    | 'sky-bearer'
+    | 'bare-cookie'
+    | 'sky-cookie'
+    | 'bare-automation'
+    | 'sky-automation'
+    | 'passport';
   label: string;
   url: string;
   method: 'GET' | 'POST';
@@ -26,8 +33,24 @@ async function passportLogin(nodeUrl: string): Promise<string> {
   return sid;
 }
 
+/** A viewer automation token of the bench team, made by the admin (alice) through the API. */
+async function automationToken(nodeUrl: string, ctx: BenchContext): Promise<string> {
+  ctx.fake.consentAs('alice');
+  const alice = await skyLogin(nodeUrl);
+  ctx.fake.consentAs('bob');
+  const res = await fetch(`${nodeUrl}/api/v1/teams/${BENCH_TEAM}/tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${alice.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: `bench-${Date.now()}`, role: 'viewer' }),
+  });
+  const body = (await res.json()) as { token?: string };
+  if (res.status !== 201 || !body.token) throw new Error(`could not make an automation token: ${res.status}`);
+  return body.token;
+}
+
 /**
- * Scenario 1: the per-request cost of requiresTeamRole('viewer'), by Bearer token and by cookie + CSRF,
+ * Scenario 1: the per-request cost of requiresTeamRole('viewer'), by Bearer token, by cookie + CSRF
+ * and by an automation token,
  * against the same route without middleware (same request headers), and against express-session +
  * passport + a role lookup. Autocannon from this process, one node per variant.
  *
@@ -55,6 +78,7 @@ export async function perRequest(ctx: BenchContext): Promise<ScenarioReport> {
   const passportCookie = await passportLogin(passportNode.url);
   const path = routeFor(BENCH_TEAM);
   const bearer = { authorization: `Bearer ${bob.token}` };
+  const automation = { authorization: `Bearer ${await automationToken(skyNode.url, ctx)}` };
   const cookie = { cookie: bob.cookie, 'x-csrf-token': bob.csrf };
   const targets: Target[] = [
     {
@@ -90,6 +114,22 @@ export async function perRequest(ctx: BenchContext): Promise<ScenarioReport> {
       pid: skyNode.pid,
     },
     {
+      key: 'bare-automation',
+      label: 'no middleware (GET, an automation token’s headers)',
+      url: bare.url + path,
+      method: 'GET',
+      headers: automation,
+      pid: bare.pid,
+    },
+    {
+      key: 'sky-automation',
+      label: "requiresTeamRole('viewer'), automation token (GET)",
+      url: skyNode.url + path,
+      method: 'GET',
+      headers: automation,
+      pid: skyNode.pid,
+    },
+    {
       key: 'passport',
       label: 'express-session + passport + role lookup (GET)',
       url: passportNode.url + path,
@@ -112,6 +152,7 @@ export async function perRequest(ctx: BenchContext): Promise<ScenarioReport> {
   const pairs = [
     [target('bare-bearer'), target('sky-bearer')],
     [target('bare-cookie'), target('sky-cookie')],
+    [target('bare-automation'), target('sky-automation')],
   ] as const;
 
   if (s.warmupSeconds > 0) for (const t of targets) await run(t, s.warmupSeconds);
@@ -174,6 +215,13 @@ export async function perRequest(ctx: BenchContext): Promise<ScenarioReport> {
       'bare-cookie',
     ),
     compareRps('1b′', 'the same by req/s, one after the other', 'sky-cookie', 'bare-cookie'),
+    compareCpu(
+      '1e',
+      'requiresTeamRole, automation token ÷ no middleware (CPU per request, bare ÷ sky)',
+      'sky-automation',
+      'bare-automation',
+    ),
+    compareRps('1e′', 'the same by req/s, one after the other', 'sky-automation', 'bare-automation'),
     compare('1c', 'requiresTeamRole, Bearer ÷ express-session + passport', 'sky-bearer', 'passport', 2),
     compare(
       '1d',

@@ -3,7 +3,7 @@ import type { Identity } from '../connector';
 import { SkyError } from '../errors';
 import { roleIncludes, roleOf, type Role } from '../teams/auth';
 import { csrfMatches, tokenFromAuthorization, tokenFromCookieHeader, type SkyClaims } from '../tokens';
-import { isAutomationSecret } from '../tokens/automation';
+import { AUTOMATION_PREFIX, isAutomationSecret } from '../tokens/automation';
 import { claimsOf, rememberAutomation, rememberClaims, skyContextOf, type SkyContext } from './context';
 
 /** Methods that change nothing: a cookie is enough for them; others need X-Csrf-Token (SPEC §7.2). */
@@ -228,7 +228,8 @@ function teamOf(req: Request, option: TeamRoleOptions['team']): string | undefin
  */
 export function requiresTeamRole(role: Role, options: TeamRoleOptions = {}): RequestHandler {
   return guard((req) => {
-    const bearer = req.headers.authorization === undefined ? null : presentedToken(req);
+    // One substring test keeps a JWT's header from being parsed twice; the prefix decides.
+    const bearer = req.headers.authorization?.includes(AUTOMATION_PREFIX) ? presentedToken(req) : null;
     if (bearer && isAutomationSecret(bearer.token))
       return automationVerdict(req, bearer.token, role, options);
     const claims = authenticate(req);

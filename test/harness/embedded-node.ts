@@ -26,7 +26,6 @@ const gc = (globalThis as { gc?: () => void }).gc;
 process.once('message', (start: EmbeddedNodeStart) => {
   void (async () => {
     const router = sky({
-      env: {},
       externalUrl: `http://127.0.0.1:${start.port ?? 9}`,
       bitbucketCloud: {
         clientId: start.fake.id,

@@ -81,7 +81,6 @@ export async function startNode({
   const teams = new TeamStore(store.teams);
   const url = `http://127.0.0.1:${port}`;
   const router = sky({
-    env: {},
     externalUrl: url + mount,
     bitbucketCloud: {
       clientId: fake.client.id,

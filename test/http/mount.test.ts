@@ -53,7 +53,6 @@ test('login, cookies, landing and the API under /ci', async () => {
 test('mounted where the external URL does not say → a clear configuration error, not a broken login', async () => {
   const port = await freePort();
   const router = sky({
-    env: {},
     externalUrl: `http://127.0.0.1:${port}/ci`,
     bitbucketCloud: {
       clientId: fake.client.id,

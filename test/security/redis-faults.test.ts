@@ -212,7 +212,6 @@ test('connection limit reached: a node that cannot connect says 503, then serves
   const clients = /connected_clients:(\d+)/.exec(String(await admin.info('clients')))?.[1];
   await admin.config('SET', 'maxclients', String(clients));
   const router = sky({
-    env: {},
     externalUrl: 'http://127.0.0.1:1',
     bitbucketCloud: { clientId: 'x', clientSecret: 'y', webUrl: fake.webUrl, apiUrl: fake.apiUrl },
     mainTeam: { users: ['alice'] },
