@@ -1,5 +1,6 @@
 import { Agent } from 'undici';
 import { SkyError, type SkyErrorCode } from '../errors';
+import { AUTOMATION_PREFIX } from '../tokens/automation';
 import { CliExit } from './io';
 import { updateTargets, type Target } from './skyrc';
 
@@ -171,11 +172,48 @@ export async function callApi(session: Session, path: string, init: RequestInit 
   const first = await request(session, path, token, init);
   if (first.status !== 401) return first;
   await discard(first);
+  // An automation token has no refresh token and no person behind it: say which of the two it was.
+  if (isAutomationToken(token)) throw automationRefusal(session, await probeAutomation(session));
   const renewed = await refresh(session);
   const second = await request(session, path, renewed, init);
   if (second.status !== 401) return second;
   await discard(second);
   throw notAuthorized(session.name, true);
+}
+
+/** Whether a saved token is a team's automation token (`sky login --token-file`), not a person's JWT. */
+export const isAutomationToken = (token: string | undefined): boolean =>
+  token?.startsWith(AUTOMATION_PREFIX) === true;
+
+/**
+ * GET /api/v1/teams/<the target's team> with the target's automation token (a viewer route, which
+ * every role passes): 200 when the token is good for its team, 401 when the node refuses it (revoked,
+ * expired, team deleted), 403 when it is another team's token.
+ */
+export async function probeAutomation(session: Session): Promise<number> {
+  const token = session.target.token?.value ?? '';
+  const res = await request(session, `/api/v1/teams/${encodeURIComponent(session.target.team)}`, token, {});
+  await discard(res);
+  return res.status;
+}
+
+/** What to tell a person whose automation-token target was refused, given probeAutomation's status. */
+export function automationRefusal(session: Session, probed: number): CliExit {
+  const { name } = session;
+  const { team, api } = session.target;
+  if (probed === 401) {
+    return new CliExit(
+      `the automation token of target '${name}' was refused: it was revoked or has expired, or team '${team}' was deleted. save a new one with:\n\n    sky -t ${name} login -n ${team} --token-file FILE\n`,
+    );
+  }
+  if (probed === 403) {
+    return new CliExit(
+      `the automation token of target '${name}' is not a token of team '${team}'. log in with its team:\n\n    sky -t ${name} login -n TEAM --token-file FILE\n`,
+    );
+  }
+  return new CliExit(
+    `this target uses an automation token of team '${team}': it passes only the role routes of its team (such as sky -t ${name} get-team -n ${team}), and this command needs a person's login. log in as a person on another target:\n\n    sky -t (alias) login -c ${api}\n`,
+  );
 }
 
 /** Redeems the refresh token (RFC 6749 §6); returns the new access token or throws fly's "log in again". */

@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { SkyError } from '../errors';
 import type { CommandSpec, Context, OptionSpec } from './command';
+import { auditCommand } from './commands/audit';
 import { loginCommand } from './commands/login';
 import { completionCommand } from './commands/completion';
 import { logoutCommand, userinfoCommand } from './commands/session';
@@ -13,6 +14,7 @@ import {
   targetsCommand,
 } from './commands/targets';
 import { destroyTeamCommand, getTeamCommand, setTeamCommand, teamsCommand } from './commands/teams';
+import { createTokenCommand, revokeTokenCommand, tokensCommand } from './commands/tokens';
 import { CliExit, Prompter, type CliIO } from './io';
 import { skyrcPath } from './skyrc';
 import { VERSION } from '../version';
@@ -34,6 +36,10 @@ export const COMMANDS: readonly CommandSpec[] = [
   teamsCommand,
   getTeamCommand,
   destroyTeamCommand,
+  createTokenCommand,
+  tokensCommand,
+  revokeTokenCommand,
+  auditCommand,
   userinfoCommand,
   targetsCommand,
   deleteTargetCommand,

@@ -5,8 +5,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SkyError } from '../../errors';
 import { validateTeamName } from '../../teams/auth';
+import { AUTOMATION_PREFIX, wellFormed } from '../../tokens/automation';
 import { challengeOf, confirmationCode, newNonce, newVerifier } from '../../tokens/pkce';
-import { expectJson, probeInfo, send, type Peer } from '../client';
+import { expectJson, probeInfo, send, serverError, type Peer } from '../client';
 import { booleanOption, print, stringOption, type CommandSpec, type Context, type Values } from '../command';
 import { loadTarget, updateTargets, type Target } from '../skyrc';
 
@@ -279,6 +280,8 @@ async function login(ctx: Context, values: Values): Promise<void> {
   // The saved URL is checked too: ~/.skyrc is a file people edit by hand.
   const api = parseApiUrl(givenUrl ?? saved?.api ?? '');
   const team = validateTeamName(stringOption(values, 'team-name') ?? saved?.team ?? 'main');
+  const tokenFile = stringOption(values, 'token-file');
+  if (tokenFile !== undefined) return automationLogin(ctx, values, { name, api, team, saved }, tokenFile);
 
   // Every flag is checked before anything is printed or opened.
   const port = parsePort(stringOption(values, 'port'));
@@ -365,6 +368,85 @@ async function checkTeam(peer: Peer, api: string, team: string, tokens: Tokens):
   }
 }
 
+/**
+ * The secret of a --token-file: the file's text, trimmed, which must be one automation token. The
+ * message names the file and never shows what is in it (it may be some other secret).
+ */
+function readTokenFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new SkyError('invalid_request', `could not read the token file '${file}': ${code}`);
+  }
+  const secret = text.trim();
+  if (!secret.startsWith(AUTOMATION_PREFIX)) {
+    throw new SkyError(
+      'invalid_request',
+      `'${file}' does not hold an automation token: --token-file takes a file with only the ${AUTOMATION_PREFIX}… secret that sky create-token printed`,
+    );
+  }
+  if (!wellFormed(secret)) {
+    throw new SkyError(
+      'invalid_request',
+      `the automation token in '${file}' is damaged (wrong length or checksum): copy the secret sky create-token printed again`,
+    );
+  }
+  return secret;
+}
+
+/**
+ * sky login --token-file: a team's automation token instead of a person. It is checked on the team's
+ * viewer route (GET /api/v1/teams/TEAM: every role passes it, and only for its own team), then saved
+ * as fly saves a token: type bearer, no refresh token (an automation token is never refreshed).
+ */
+async function automationLogin(
+  ctx: Context,
+  values: Values,
+  { name, api, team, saved }: { name: string; api: string; team: string; saved: Target | undefined },
+  file: string,
+): Promise<void> {
+  if (stringOption(values, 'username') !== undefined || stringOption(values, 'password') !== undefined) {
+    throw new SkyError(
+      'invalid_request',
+      '--token-file cannot be combined with --username (-u) or --password (-p): the automation token is the whole login',
+    );
+  }
+  if (booleanOption(values, 'open-browser') || stringOption(values, 'port') !== undefined) {
+    throw new SkyError(
+      'invalid_request',
+      '--token-file needs no browser: drop --open-browser (-b) and --port',
+    );
+  }
+  const secret = readTokenFile(file);
+  const peer = peerFor(name, values, saved);
+  await probeInfo(peer, api);
+  print(ctx, `logging in to team '${team}' with the automation token in '${file}'\n\n`);
+  const res = await send(peer, `${api}/api/v1/teams/${encodeURIComponent(team)}`, {
+    headers: { authorization: `Bearer ${secret}`, accept: 'application/json' },
+  });
+  if (res.status === 401 || res.status === 403) await res.body?.cancel();
+  if (!res.ok) {
+    if (res.status === 401) {
+      throw new SkyError(
+        'not_authorized',
+        `${api} did not accept the automation token in '${file}': it is unknown, revoked or expired, or its team was deleted`,
+      );
+    }
+    if (res.status === 403) {
+      const hint = stringOption(values, 'team-name') === undefined ? ' (it was not given with -n)' : '';
+      throw new SkyError(
+        'forbidden',
+        `the automation token in '${file}' is not a token of team '${team}'${hint}: give the token's team with -n TEAM`,
+      );
+    }
+    throw await serverError(res);
+  }
+  await res.body?.cancel();
+  await saveLogin(ctx, peer, api, team, { token: secret });
+}
+
 /** Saves the checked login as the target. */
 async function saveLogin(ctx: Context, peer: Peer, api: string, team: string, tokens: Tokens): Promise<void> {
   await updateTargets(ctx.file, (targets) => {
@@ -436,6 +518,12 @@ export const loginCommand: CommandSpec = {
       type: 'string',
       value: 'PORT',
       description: 'Local port (1024-65535) that receives the token (default: any free port)',
+    },
+    'token-file': {
+      type: 'string',
+      value: 'FILE',
+      description:
+        "Log in with a team's automation token (sky_at_…, from sky create-token) read from FILE; give its team with -n",
     },
   },
   run: login,

@@ -1,5 +1,5 @@
 import { SkyError } from '../../errors';
-import { callApi, expectJson, peerOf, send, serverError, type Session } from '../client';
+import { callApi, expectJson, isAutomationToken, peerOf, send, serverError, type Session } from '../client';
 import { booleanOption, openSession, print, type CommandSpec, type Context, type Values } from '../command';
 import { CliExit, renderTable } from '../io';
 import { loadTargets, updateTargets } from '../skyrc';
@@ -16,6 +16,12 @@ interface UserInfo {
 /** fly userinfo: who the token says you are, and your roles. */
 async function userinfo(ctx: Context, values: Values): Promise<void> {
   const session = await openSession(ctx);
+  if (isAutomationToken(session.target.token?.value)) {
+    const { name, target } = session;
+    throw new CliExit(
+      `this target uses an automation token of team '${target.team}': there is no user behind it to show (userinfo needs a person's login). check the token with:\n\n    sky -t ${name} status\n`,
+    );
+  }
   const user = await expectJson<UserInfo>(await callApi(session, '/api/v1/user'));
   if (booleanOption(values, 'json')) {
     print(ctx, JSON.stringify(user, null, 2) + '\n');
@@ -36,7 +42,10 @@ async function userinfo(ctx: Context, values: Values): Promise<void> {
 async function revoke(session: Session): Promise<string | null> {
   const token = session.target.token?.value;
   let unreached: string | null = null;
-  if (token) {
+  if (isAutomationToken(token)) {
+    // Not a login the node can end: only an owner of the team revokes it.
+    unreached = `the automation token was removed from this machine only: it stays valid until it expires or an owner of team '${session.target.team}' revokes it (sky revoke-token -n ${session.target.team} --name NAME)`;
+  } else if (token) {
     const body = new URLSearchParams(
       session.target.refresh_token ? { refresh_token: session.target.refresh_token } : {},
     );

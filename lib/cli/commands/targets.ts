@@ -1,6 +1,6 @@
 import { SkyError } from '../../errors';
 import { validateTeamName } from '../../teams/auth';
-import { peerOf, send } from '../client';
+import { isAutomationToken, peerOf, probeAutomation, send } from '../client';
 import {
   booleanOption,
   openSession,
@@ -30,6 +30,7 @@ function expOf(token: TargetToken): number | null {
 /** The token's `exp` as fly shows it (RFC 1123, UTC), or "n/a". */
 export function expiry(token: TargetToken | undefined): string {
   if (!token?.value) return 'n/a';
+  if (isAutomationToken(token.value)) return 'n/a: automation token';
   const exp = expOf(token);
   return exp === null ? 'n/a: invalid token' : new Date(exp * 1000).toUTCString().replace('GMT', 'UTC');
 }
@@ -48,6 +49,18 @@ async function status(ctx: Context): Promise<void> {
   const again = (why: string): CliExit =>
     new CliExit(`please login again.\n\ntoken validation failed with error: ${why}\n`);
   if (!token) throw again('no token is saved for this target');
+  if (isAutomationToken(token)) {
+    // No person behind it (GET /api/v1/user refuses it): its team's viewer route says whether it works.
+    const { team } = session.target;
+    const probed = await probeAutomation(session);
+    if (probed === 401) {
+      throw again(`the node refuses the automation token (revoked, expired, or team '${team}' was deleted)`);
+    }
+    if (probed === 403) throw again(`the automation token is not a token of team '${team}'`);
+    if (probed !== 200) throw new SkyError('upstream_error', `${session.target.api} answered ${probed}`);
+    print(ctx, `logged in successfully with an automation token of team '${team}'\n`);
+    return;
+  }
   const res = await send(peerOf(session), `${session.target.api}/api/v1/user`, {
     headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
   });
