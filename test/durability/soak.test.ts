@@ -232,11 +232,15 @@ test('Redis bytes kept per login, per login+logout, and per active user', async 
   // raw size jumps whenever Redis doubles its hash table, which 40 entries may or may not cross.
   const snapshot = async (): Promise<Map<string, { bytes: number; entries: number }>> => {
     const sizes = new Map<string, { bytes: number; entries: number }>();
+    // The audit trail is bounded by its own settings (SKY_AUDIT_MAX_EVENTS, SKY_AUDIT_RETENTION): apart.
     for (const key of await prefixKeys('*'))
-      sizes.set(key, { bytes: await bytesOf([key]), entries: await entriesOf(key) });
+      if (!key.includes('{audit}'))
+        sizes.set(key, { bytes: await bytesOf([key]), entries: await entriesOf(key) });
     return sizes;
   };
   const baseline = await snapshot();
+  const auditBytes = async (): Promise<number> => bytesOf(await prefixKeys('{audit}*'));
+  const auditBefore = await auditBytes();
   const grown = async (): Promise<number> => {
     let total = 0;
     for (const [key, now] of await snapshot()) {
@@ -256,13 +260,19 @@ test('Redis bytes kept per login, per login+logout, and per active user', async 
   const userBytes = (await bytesOf(await prefixKeys('{u:*'))) / USERS.length;
   for (const login of kept) expect(await browserLogout(node.base, login)).toBe(204);
   const perCycle = (await grown()) / logins;
+  // One login.success and one logout event per cycle.
+  const perAuditEvent = ((await auditBytes()) - auditBefore) / (2 * logins);
 
   // A login keeps its session, its refresh family and index entries; its logout leaves one entry in
   // the revoked-families set (until its tokens could no longer verify), its spent-state mark (10 min),
   // and frees the rest.
   expect(perLogin).toBeGreaterThan(0);
   expect(perCycle).toBeLessThan(perLogin / 2);
+  expect(perAuditEvent).toBeGreaterThan(0);
+  expect(perAuditEvent).toBeLessThan(1024);
   recordFigures('soak', {
+    'redis: bytes per audit event (kept within SKY_AUDIT_MAX_EVENTS and SKY_AUDIT_RETENTION)':
+      Math.round(perAuditEvent),
     'redis: bytes kept per login (until its refresh lifetime)': Math.round(perLogin),
     'redis: bytes kept per login + logout (until its tokens expire)': Math.round(perCycle),
     'redis: bytes per active user (upstream tokens, groups, sets)': Math.round(userBytes),
