@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import type { Clock } from '../clock';
 import type { Logger } from '../log';
 import type { AuditRecords } from '../store';
+import type { SkyClaims } from '../tokens';
 
 export type AuditAction =
   | 'team.create'
@@ -29,6 +30,13 @@ export type AuditActor =
   | { system: true }
   /** A refused login of someone sky could not name. */
   | { anonymous: true };
+
+/** The person a token stands for, as events name them. */
+export const personActor = (claims: Pick<SkyClaims, 'sub' | 'name' | 'connector'>): AuditActor => ({
+  sub: claims.sub,
+  name: claims.name,
+  connector: claims.connector,
+});
 
 export interface AuditInput {
   action: AuditAction;

@@ -4,7 +4,8 @@ import { diffTeamAuth, parseTeamAuth, roleOf, validateTeamName, type TeamAuth } 
 import { claimsOf } from './context';
 import { auditHandlers } from './audit-api';
 import type { RouteKey } from './routes';
-import { personActor, tokenHandlers } from './tokens-api';
+import { tokenHandlers } from './tokens-api';
+import { personActor } from '../audit/trail';
 import {
   authenticate,
   contextOf,

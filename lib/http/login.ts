@@ -1,7 +1,7 @@
-import { personActor } from './tokens-api';
 import type { NextFunction, Request, Response } from 'express';
 import type { Passport } from 'passport';
 import type { Connector, LoggedIn } from '../connector';
+import { personActor } from '../audit/trail';
 import { SkyError } from '../errors';
 import { authCookies, parseCookies } from '../tokens';
 import { subjectOf } from '../tokens/jwt';

@@ -1,6 +1,6 @@
 import express, { type Request, type RequestHandler, type Response } from 'express';
-import { personActor } from './tokens-api';
 import type { Identity } from '../connector';
+import { personActor } from '../audit/trail';
 import { SkyError } from '../errors';
 import type { Redeemed } from '../tokens/grants';
 import { contextOf } from './guards';

@@ -1,5 +1,5 @@
 import express, { type Request, type Response } from 'express';
-import type { AuditActor } from '../audit/trail';
+import { personActor } from '../audit/trail';
 import { SkyError } from '../errors';
 import { isRole, ROLES } from '../teams/auth';
 import type { SkyClaims } from '../tokens';
@@ -10,13 +10,6 @@ import { actingIdentity, authenticate, contextOf, currentRole, forbiddenFor, isA
 const DEFAULT_EXPIRES_MS = 90 * 86_400_000;
 
 const teamParam = (req: Request): string => (req.params as { team: string }).team;
-
-/** The person behind a request, as the audit trail names them. */
-export const personActor = (claims: SkyClaims): AuditActor => ({
-  sub: claims.sub,
-  name: claims.name,
-  connector: claims.connector,
-});
 
 /**
  * Who may manage the team's automation tokens: its owners and the admins (a person's token; an
