@@ -19,6 +19,8 @@ export interface EmbeddedNodeStart {
   refreshDuration?: string;
   /** Team main's owners (default alice). */
   owners?: string[];
+  /** SKY_AUDIT_MAX_EVENTS (a soak reaches the trail's bound within its warm-up). */
+  auditMaxEvents?: number;
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -38,6 +40,7 @@ process.once('message', (start: EmbeddedNodeStart) => {
       ...(start.redis ? { keyPrefix: start.redis.prefix } : {}),
       ...(start.authDuration ? { authDuration: start.authDuration } : {}),
       ...(start.refreshDuration ? { refreshDuration: start.refreshDuration } : {}),
+      ...(start.auditMaxEvents ? { auditMaxEvents: start.auditMaxEvents } : {}),
       rateLimit: { perMinute: 0 },
       logger: createLogger('silent'),
     });
