@@ -87,9 +87,17 @@ export class Prompter {
   }
 }
 
-/** fly's tables: left-aligned columns two spaces apart, rows sorted, headers only when asked or on a TTY. */
-export function renderTable(headers: string[], rows: string[][], withHeaders: boolean): string {
-  const sorted = [...rows].sort((a, b) => (a[0] ?? '').localeCompare(b[0] ?? ''));
+/**
+ * fly's tables: left-aligned columns two spaces apart, rows sorted (or, with `keepOrder`, as given:
+ * the audit trail's newest first), headers only when asked or on a TTY.
+ */
+export function renderTable(
+  headers: string[],
+  rows: string[][],
+  withHeaders: boolean,
+  { keepOrder = false }: { keepOrder?: boolean } = {},
+): string {
+  const sorted = keepOrder ? rows : [...rows].sort((a, b) => (a[0] ?? '').localeCompare(b[0] ?? ''));
   const all = withHeaders ? [headers, ...sorted] : sorted;
   const widths = headers.map((_, i) => Math.max(0, ...all.map((row) => (row[i] ?? '').length)));
   return all

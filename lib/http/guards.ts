@@ -230,13 +230,13 @@ export function requiresTeamRole(role: Role, options: TeamRoleOptions = {}): Req
   return guard((req) => {
     // One substring test keeps a JWT's header from being parsed twice; the prefix decides.
     const bearer = req.headers.authorization?.includes(AUTOMATION_PREFIX) ? presentedToken(req) : null;
-    if (bearer && isAutomationSecret(bearer.token))
-      return automationVerdict(req, bearer.token, role, options);
-    const claims = authenticate(req);
+    const automation = bearer && isAutomationSecret(bearer.token) ? bearer.token : null;
+    const claims = automation === null ? authenticate(req) : null;
     const ctx = contextOf(req);
     const team = teamOf(req, options.team);
     if (team === undefined)
       throw new SkyError('invalid_config', 'requiresTeamRole: no team named for this route');
+    if (claims === null) return automationVerdict(req, ctx, automation ?? '', team, role);
     return judged(ctx, claims, (identity) => holds(ctx, identity, team, role));
   });
 }
@@ -244,14 +244,11 @@ export function requiresTeamRole(role: Role, options: TeamRoleOptions = {}): Req
 /** An automation token's verdict: its team, a role that includes `role`, the team still there. */
 function automationVerdict(
   req: Request,
+  ctx: SkyContext,
   secret: string,
+  team: string,
   role: Role,
-  options: TeamRoleOptions,
 ): Now<true | SkyError> {
-  const ctx = contextOf(req);
-  const team = teamOf(req, options.team);
-  if (team === undefined)
-    throw new SkyError('invalid_config', 'requiresTeamRole: no team named for this route');
   ctx.revocations.assertCurrent();
   return then(ctx.automationTokens.lookup(secret), (found) => {
     if ('refused' in found) throw notAuthorized(found.refused);

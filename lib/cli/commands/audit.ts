@@ -12,6 +12,7 @@ import {
   type Context,
   type Values,
 } from '../command';
+import { renderTable } from '../io';
 import { flyTime } from './tokens';
 
 /** The node's most events per request (GET /api/v1/audit). */
@@ -94,18 +95,6 @@ export function summary(detail: Record<string, unknown>): string {
   return text.length > DETAIL_WIDTH ? `${text.slice(0, DETAIL_WIDTH - 1)}…` : text;
 }
 
-/** Columns two spaces apart, as renderTable, but in the node's order (newest first), like fly builds. */
-function inOrder(headers: string[], rows: string[][], withHeaders: boolean): string {
-  const all = withHeaders ? [headers, ...rows] : rows;
-  const widths = headers.map((_, i) => Math.max(0, ...all.map((row) => (row[i] ?? '').length)));
-  return all
-    .map((row) =>
-      row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  '),
-    )
-    .map((line) => line.trimEnd() + '\n')
-    .join('');
-}
-
 /** sky audit: the node's audit trail, newest first (admins: every team; owners: their teams). */
 async function audit(ctx: Context, values: Values): Promise<void> {
   const given = stringOption(values, 'team-name');
@@ -130,7 +119,10 @@ async function audit(ctx: Context, values: Values): Promise<void> {
     e.team ?? 'n/a',
     summary(e.detail ?? {}),
   ]);
-  print(ctx, inOrder(['time', 'action', 'who', 'team', 'detail'], rows, ctx.printHeaders));
+  print(
+    ctx,
+    renderTable(['time', 'action', 'who', 'team', 'detail'], rows, ctx.printHeaders, { keepOrder: true }),
+  );
 }
 
 export const auditCommand: CommandSpec = {
