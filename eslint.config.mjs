@@ -7,6 +7,11 @@ const forbid = (folders, why) => ({
   message: why,
 });
 const CONNECTOR_FOLDERS = ['bitbucket', 'local'];
+/** A connector reads its settings through config/sources (config/ itself iterates the registry). */
+const SETTINGS_ONLY = {
+  regex: '^(\\.\\./)+config(/(index|options|env|dex|types))?$',
+  message: 'a connector reads its settings through config/sources only (config/ builds on the registry)',
+};
 
 /** The layering of lib/ (README "Code layout"): http → connectors, teams, tokens → store. */
 const layers = [
@@ -27,16 +32,25 @@ const layers = [
     ],
   },
   {
+    files: ['lib/config/**/*.ts', 'lib/cli/**/*.ts'],
+    patterns: [
+      forbid(
+        CONNECTOR_FOLDERS,
+        'config/ and cli/ name no connector: iterate the registry (lib/connectors.ts)',
+      ),
+    ],
+  },
+  {
     files: ['lib/store/**/*.ts'],
     patterns: [forbid(['http', 'teams', 'tokens', ...CONNECTOR_FOLDERS], 'store/ is the bottom layer')],
   },
   {
     files: ['lib/bitbucket/**/*.ts'],
-    patterns: [forbid(['http', 'local'], 'a connector knows only its own upstream')],
+    patterns: [forbid(['http', 'local'], 'a connector knows only its own upstream'), SETTINGS_ONLY],
   },
   {
     files: ['lib/local/**/*.ts'],
-    patterns: [forbid(['http', 'bitbucket'], 'a connector knows only its own upstream')],
+    patterns: [forbid(['http', 'bitbucket'], 'a connector knows only its own upstream'), SETTINGS_ONLY],
   },
 ];
 

@@ -4,7 +4,8 @@
  * in lib/connectors.ts; http/, teams/, tokens/, config/ and cli/ iterate that list and name no connector.
  */
 import type { Strategy } from 'passport';
-import type { Config } from './config/types';
+import type { z } from 'zod';
+import type { DexConnectorSource, DexDocument, EnvSource, SourcedFields } from './config/sources';
 import type { Metrics } from './health/metrics';
 import type { Logger } from './log';
 
@@ -41,6 +42,9 @@ export interface LoggedIn {
   upstream?: UpstreamTokens;
 }
 
+/** A state store's answer: the PKCE verifier (false: refused) and what the login carries (or why it was refused). */
+export type PkceVerified = (err: Error | null, verifier: string | false, state?: unknown) => void;
+
 /** The PKCE form of passport-oauth2's state store: where `state` and the verifier wait between the two legs. */
 export interface PkceStateStore {
   store(
@@ -50,16 +54,11 @@ export interface PkceStateStore {
     meta: unknown,
     callback: (err: Error | null, handle?: string) => void,
   ): void;
-  verify(
-    req: import('express').Request,
-    handle: string,
-    callback: (err: Error | null, verifier: string | false, state?: unknown) => void,
-  ): void;
+  verify(req: import('express').Request, handle: string, callback: PkceVerified): void;
 }
 
 /** What sky gives a connector to build its runtime part from. */
 export interface ConnectorDeps {
-  config: Config;
   log: Logger;
   /** Where the connector counts its upstream calls (`metrics.upstream(...)`). */
   metrics: Metrics;
@@ -68,11 +67,17 @@ export interface ConnectorDeps {
   loginStates: PkceStateStore;
 }
 
-/** A repeatable set-team flag: `--<name> <VALUE>`. */
+/**
+ * A repeatable set-team flag: `--<name> <VALUE>`. The same entries of team `main` come from the
+ * variable CONCOURSE_MAIN_TEAM_<NAME> (Concourse's rule: `--local-user` is CONCOURSE_MAIN_TEAM_LOCAL_USER)
+ * and from sky()'s `mainTeam.<mainTeam>` option.
+ */
 export interface CliFlag {
   name: string;
   value: string;
   description: string;
+  /** The key of sky()'s `mainTeam` option for these entries (`users`, `groups`, `localUsers`). */
+  mainTeam: string;
 }
 
 /**
@@ -104,10 +109,13 @@ export interface ConnectorRuntime {
   strategy: Strategy;
   /** What the login page calls it, when the config names it (dex's `name`). */
   displayName?: string;
-  /** 'redirect': a button that sends the browser to the provider; 'password': a form posted to sky. */
-  login: 'redirect' | 'password';
   /** Checks a username and password (the token endpoint's `grant_type=password`); password connectors only. */
   password?: (username: string, password: string, client: string) => Promise<Identity>;
+  /**
+   * The configured user a typed name is (normalised), or null: lets the audit trail name the user of a
+   * failed password without writing down a mistyped name, which may be a password. Password connectors.
+   */
+  configuredUser?: (typed: string) => string | null;
   /** Redeems the upstream refresh token; providers that rotate return the new one. */
   refresh?: (refreshToken: string) => Promise<UpstreamTokens>;
   /** Who the access token's owner is now, with their current groups. */
@@ -120,15 +128,60 @@ export interface ConnectorRuntime {
   warnings?: string[];
 }
 
-export interface ConnectorModule {
+/**
+ * A connector's settings (SPEC §3): its part of sky()'s options schema, and how the environment and a
+ * dex YAML map onto it. config/ merges the sources field by field (env < YAML < options) and hands the
+ * result to `resolve`; the resolved settings are `Config[key]` (null: the connector is off).
+ */
+export interface ConnectorSettings<
+  Key extends string = string,
+  Schema extends z.ZodType = z.ZodType,
+  Fields extends SourcedFields = SourcedFields,
+  Resolved = unknown,
+> {
+  /** sky()'s option with these settings, and the field of the resolved Config that holds them. */
+  readonly key: Key;
+  /** The option's shape: its part of sky's one options schema. */
+  readonly schema: Schema;
+  /** How to turn the connector on, for the message of a node that has none. */
+  readonly howToEnable: string;
+  /** The option's value, field by field, each sourced `option <key>…`. */
+  fromOption(value: z.output<Schema>): Fields;
+  /** Concourse's variables. */
+  fromEnv(env: EnvSource): Fields;
+  /** dex YAML: an entry of `connectors:` of this `type`, and settings dex keeps elsewhere in the file. */
+  readonly dex?: {
+    readonly type?: string;
+    fromConnector?(entry: DexConnectorSource): Fields;
+    fromDocument?(doc: DexDocument): Fields;
+  };
+  /** The merged fields checked, defaults applied; problems name their source. null: not configured. */
+  resolve(fields: Fields, problems: string[]): Resolved | null;
+}
+
+export interface ConnectorModule<
+  Key extends string = string,
+  Schema extends z.ZodType = z.ZodType,
+  Fields extends SourcedFields = SourcedFields,
+  Resolved = unknown,
+> {
   /** Connector id: the prefix of its team config entries and of its subjects ("bitbucket-cloud"). */
   readonly id: string;
   /** What the login page calls it ("Bitbucket Cloud"). */
   readonly displayName: string;
+  /** 'redirect': a button that sends the browser to the provider; 'password': a form posted to sky. */
+  readonly login: 'redirect' | 'password';
   readonly entries: ConnectorEntries;
-  /** The runtime part, or null when sky's config does not enable this connector. */
-  create: (deps: ConnectorDeps) => ConnectorRuntime | null;
+  readonly settings: ConnectorSettings<Key, Schema, Fields, Resolved>;
+  /** The runtime part, from the connector's resolved settings (called only when they are not null). */
+  create(deps: ConnectorDeps, settings: Resolved): ConnectorRuntime;
 }
+
+/** The module type of a connector with these settings (its option key, schema, fields and resolved form). */
+export type ConnectorModuleOf<S> =
+  S extends ConnectorSettings<infer Key, infer Schema, infer Fields, infer Resolved>
+    ? ConnectorModule<Key, Schema, Fields, Resolved>
+    : never;
 
 /** A connector of a running sky: its module and its runtime part. */
 export type Connector = ConnectorModule & ConnectorRuntime;

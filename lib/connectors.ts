@@ -1,12 +1,17 @@
 /**
  * The connectors sky knows, in the order the login page lists them. Adding one is a folder under lib/
- * implementing ConnectorModule (lib/connector.ts) and one line here.
+ * implementing ConnectorModule (lib/connector.ts) and one line in REGISTERED.
  */
 import { bitbucketCloud } from './bitbucket/connector';
 import type { Connector, ConnectorDeps, ConnectorModule } from './connector';
 import { localUsers } from './local/connector';
 
-export const CONNECTORS: readonly ConnectorModule[] = [bitbucketCloud, localUsers];
+const REGISTERED = [bitbucketCloud, localUsers] as const;
+
+/** The registered modules, each with its own types (the options schema and Config are built from them). */
+export type RegisteredConnector = (typeof REGISTERED)[number];
+
+export const CONNECTORS: readonly ConnectorModule[] = REGISTERED;
 
 /** The connector an entry without a prefix belongs to (fly's `--bitbucket-cloud-user bob` is `bitbucket-cloud:bob`). */
 export const DEFAULT_CONNECTOR: ConnectorModule = bitbucketCloud;
@@ -24,10 +29,39 @@ export function splitPrefixed(value: string): { module: ConnectorModule; bare: s
   return null;
 }
 
+/** One way of naming owners of `main` at start: a connector's users or groups, by option and variable. */
+export interface MainTeamSetting {
+  module: ConnectorModule;
+  kind: 'users' | 'groups';
+  /** The key of sky()'s `mainTeam` option. */
+  option: string;
+  /** Concourse's variable: CONCOURSE_MAIN_TEAM_ + the set-team flag. */
+  env: string;
+}
+
+export const MAIN_TEAM_SETTINGS: readonly MainTeamSetting[] = CONNECTORS.flatMap((module) => {
+  const { userFlag, groupFlag } = module.entries;
+  const setting = (kind: 'users' | 'groups', flag: typeof userFlag): MainTeamSetting => ({
+    module,
+    kind,
+    option: flag.mainTeam,
+    env: `CONCOURSE_MAIN_TEAM_${flag.name.toUpperCase().replace(/-/g, '_')}`,
+  });
+  return [setting('users', userFlag), ...(groupFlag ? [setting('groups', groupFlag)] : [])];
+});
+
+/** A connector's resolved settings in a Config (null: not configured). */
+export function settingsOf(config: Readonly<Record<string, unknown>>, module: ConnectorModule): unknown {
+  return config[module.settings.key] ?? null;
+}
+
 /** The connectors sky's config enables, each with its runtime part. */
-export function enabledConnectors(deps: ConnectorDeps): Connector[] {
+export function enabledConnectors(
+  config: Readonly<Record<string, unknown>>,
+  deps: ConnectorDeps,
+): Connector[] {
   return CONNECTORS.flatMap((module) => {
-    const runtime = module.create(deps);
-    return runtime ? [{ ...module, ...runtime }] : [];
+    const settings = settingsOf(config, module);
+    return settings === null ? [] : [{ ...module, ...module.create(deps, settings) }];
   });
 }

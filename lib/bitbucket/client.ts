@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { BitbucketCloudConfig } from '../config/types';
+import type { BitbucketCloudConfig } from './settings';
 import type { UpstreamTokens } from '../connector';
 
 import { OptionalCalls } from './optional';

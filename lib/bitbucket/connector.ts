@@ -1,6 +1,7 @@
-import type { ConnectorModule, Identity } from '../connector';
+import type { ConnectorModuleOf, Identity } from '../connector';
 import { BitbucketClient } from './client';
 import { BITBUCKET_CLOUD, fetchIdentity } from './identity';
+import { bitbucketSettings } from './settings';
 import { BitbucketStrategy } from './strategy';
 
 /** Printable ASCII: what Bitbucket usernames, account ids, uuids and workspace slugs are made of. */
@@ -22,9 +23,11 @@ export function bitbucketUserKind(bare: string): 'uuid' | 'account id' | 'userna
  * Bitbucket Cloud (SPEC §5): OAuth 2.0 through passport-oauth2, identity by uuid, account id and
  * username, groups from workspaces, rotating upstream refresh.
  */
-export const bitbucketCloud: ConnectorModule = {
+export const bitbucketCloud: ConnectorModuleOf<typeof bitbucketSettings> = {
   id: BITBUCKET_CLOUD,
   displayName: 'Bitbucket Cloud',
+  login: 'redirect',
+  settings: bitbucketSettings,
   entries: {
     yamlKey: BITBUCKET_CLOUD,
     yamlGroups: 'teams',
@@ -32,11 +35,13 @@ export const bitbucketCloud: ConnectorModule = {
       name: 'bitbucket-cloud-user',
       value: 'USERNAME',
       description: 'A Bitbucket Cloud user (username, account id or {uuid}) to make an owner; repeatable',
+      mainTeam: 'users',
     },
     groupFlag: {
       name: 'bitbucket-cloud-team',
       value: 'WORKSPACE',
       description: 'A Bitbucket Cloud workspace (or workspace/group) to make an owner; repeatable',
+      mainTeam: 'groups',
     },
     userKind: bitbucketUserKind,
     check: (bare, where) =>
@@ -49,16 +54,13 @@ export const bitbucketCloud: ConnectorModule = {
       ...(identity.userName ? [['username', identity.userName] as [string, string]] : []),
     ],
   },
-  create({ config, log, metrics, callbackURL, loginStates }) {
-    const bitbucket = config.bitbucketCloud;
-    if (!bitbucket) return null;
+  create({ log, metrics, callbackURL, loginStates }, bitbucket) {
     const client = new BitbucketClient(bitbucket, {
       log,
       observe: (endpoint, status, seconds) => metrics.upstream(BITBUCKET_CLOUD, endpoint, status, seconds),
     });
     return {
       displayName: bitbucket.name,
-      login: 'redirect',
       strategy: new BitbucketStrategy(
         { config: bitbucket, callbackURL, store: loginStates, client },
         (_req, upstream, identity, done) => done(null, { identity, upstream }),

@@ -1,4 +1,4 @@
-import type { BitbucketCloudConfig } from '../config/types';
+import type { BitbucketCloudConfig } from './settings';
 import type { Identity } from '../connector';
 import { SkyError } from '../errors';
 import type { BitbucketClient, BitbucketEmail } from './client';

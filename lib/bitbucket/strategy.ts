@@ -9,8 +9,8 @@ import {
   type StateStore,
   type VerifyCallback,
 } from 'passport-oauth2';
-import type { BitbucketCloudConfig } from '../config/types';
-import type { Identity, PkceStateStore, UpstreamTokens } from '../connector';
+import type { BitbucketCloudConfig } from './settings';
+import type { Identity, PkceStateStore, PkceVerified, UpstreamTokens } from '../connector';
 import { isSkyError, SkyError } from '../errors';
 import {
   BitbucketClient,
@@ -44,6 +44,32 @@ export interface BitbucketStrategyOptions {
 export type { PkceStateStore };
 
 const TOKEN_REQUEST = 'the token request';
+
+const isStoreCallback = (v: unknown): v is (err: Error | null, handle?: string) => void =>
+  typeof v === 'function';
+const isVerifyCallback = (v: unknown): v is PkceVerified => typeof v === 'function';
+
+/**
+ * sky's PKCE state store in the shape @types/passport-oauth2 describes. passport-oauth2 with `pkce: true`
+ * calls `store(req, verifier, state, meta, callback)` and `verify(req, handle, callback)`, where the
+ * callback's second argument is the verifier; the types list only the older forms. The arguments are
+ * read and checked here at run time, so no cast stands at the seam.
+ */
+function pkceStore(states: PkceStateStore): StateStore {
+  // passport-oauth2 picks the form by arity: five parameters for `store`, three for `verify`.
+  return {
+    store(req: Request, verifier: unknown, state?: unknown, meta?: unknown, callback?: unknown): void {
+      if (typeof verifier !== 'string' || !isStoreCallback(callback))
+        throw new TypeError('passport-oauth2 called the login state store without a PKCE verifier');
+      states.store(req, verifier, state, meta, callback);
+    },
+    verify(req: Request, handle: string, callback: unknown): void {
+      if (!isVerifyCallback(callback))
+        throw new TypeError('passport-oauth2 called the login state store without a callback');
+      states.verify(req, handle, callback);
+    },
+  };
+}
 
 /**
  * The token request's socket gets the client's bounds: `timeoutMs` for connecting and for every wait
@@ -189,9 +215,7 @@ export class BitbucketStrategy extends OAuth2Strategy {
         scopeSeparator: ' ',
         pkce: true,
         state: true,
-        // passport-oauth2 calls a store of five parameters with the PKCE verifier; its types list only
-        // the older forms of a store.
-        store: options.store as unknown as StateStore,
+        store: pkceStore(options.store),
         passReqToCallback: true,
       },
       // Six parameters on purpose: passport-oauth2 passes the token answer only to a 6-arity verify.

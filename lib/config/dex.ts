@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { CONNECTORS } from '../connectors';
 import { parseYamlText } from '../yaml';
 import { SkyError } from '../errors';
-import { parseBoolean } from './env';
 import type { Layered } from './options';
+import { DexConnectorSource, type SourcedFields } from './sources';
 
 const fail = (message: string): never => {
   throw new SkyError('invalid_config', message);
@@ -34,8 +35,10 @@ function applyExpiry(layered: Layered, expiry: unknown, file: string): void {
 }
 
 /**
- * SPEC §3 source 3: a dex-style YAML file. The `connectors:` list works as written in dex's docs, and
- * `expiry:` as above; other dex keys are ignored; a connector value `$NAME` is read from the environment.
+ * SPEC §3 source 3: a dex-style YAML file. Each `connectors:` entry goes to the registered connector of
+ * its `type`, which reads its `config:` (a value `$NAME` is read from the environment); a connector may
+ * also read settings dex keeps outside the list (`staticPasswords`). `expiry:` works as above, and an
+ * entry's `redirectURI` is checked against the callback URL; dex's other keys are ignored.
  */
 export function applyDexYaml(layered: Layered, file: string, env: Record<string, string | undefined>): void {
   let text: string;
@@ -46,63 +49,52 @@ export function applyDexYaml(layered: Layered, file: string, env: Record<string,
   }
   const parsed = parseYamlText(text);
   if ('problem' in parsed) return fail(`SKY_CONFIG: '${file}' is not valid YAML: ${parsed.problem}`);
-  const { doc } = parsed;
-  const connectors = (doc as { connectors?: unknown } | null)?.connectors;
-  if (!Array.isArray(connectors)) return fail(`SKY_CONFIG: '${file}' has no connectors: list`);
-  applyExpiry(layered, (doc as { expiry?: unknown }).expiry, file);
-  const bitbucket = connectors.filter((c: unknown) => {
-    const type = (c as { type?: unknown } | null)?.type;
-    if (type !== 'bitbucket-cloud')
-      fail(`SKY_CONFIG: connector type '${String(type)}' is not supported (sky speaks bitbucket-cloud)`);
-    return true;
+  const doc = parsed.doc;
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    return fail(`SKY_CONFIG: '${file}' is not a mapping of dex settings`);
+  const settings = doc as Record<string, unknown>;
+  const connectors = settings['connectors'] ?? [];
+  if (!Array.isArray(connectors)) return fail(`${file}: connectors must be a list`);
+  applyExpiry(layered, settings['expiry'], file);
+
+  const read = new Map<string, SourcedFields>();
+  const merge = (key: string, fields: SourcedFields): void => {
+    const defined = Object.entries(fields).filter(([, v]) => v !== undefined);
+    if (defined.length > 0) read.set(key, { ...read.get(key), ...Object.fromEntries(defined) });
+  };
+  const types = CONNECTORS.flatMap((m) => (m.settings.dex?.type ? [m.settings.dex.type] : []));
+  const seen = new Set<string>();
+  connectors.forEach((entry: unknown, i) => {
+    const at = `${file}: connectors[${i}]`;
+    const e = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
+    const module = CONNECTORS.find(
+      (m) => m.settings.dex?.type !== undefined && m.settings.dex.type === e['type'],
+    );
+    const dex = module?.settings.dex;
+    if (!module || !dex?.fromConnector)
+      return fail(
+        `SKY_CONFIG: connector type '${String(e['type'])}' is not supported (sky speaks ${types.join(', ')})`,
+      );
+    if (seen.has(module.id))
+      return fail(`${at}: a second ${String(e['type'])} connector (sky takes one of each type)`);
+    seen.add(module.id);
+    const config = e['config'];
+    if (typeof config !== 'object' || config === null || Array.isArray(config))
+      return fail(`${at}.config must be a mapping`);
+    const source = new DexConnectorSource(
+      { name: e['name'], config: config as Record<string, unknown> },
+      at,
+      env,
+    );
+    const redirectUri = source.string('redirectURI');
+    if (redirectUri) layered.redirectUri = redirectUri;
+    merge(module.settings.key, dex.fromConnector(source));
   });
-  if (bitbucket.length !== 1)
-    fail(`SKY_CONFIG: expected exactly one bitbucket-cloud connector, found ${bitbucket.length}`);
-  const connector = bitbucket[0] as { name?: unknown; config?: unknown };
-  const config = connector.config;
-  if (typeof config !== 'object' || config === null)
-    return fail(`SKY_CONFIG: connectors[0].config must be a mapping`);
-  const c = config as Record<string, unknown>;
-  const at = (key: string): string => `${file}: connectors[0].config.${key}`;
-
-  const resolve = (key: string): string | undefined => {
-    const raw = c[key];
-    if (raw === undefined || raw === null) return undefined;
-    if (typeof raw !== 'string') return fail(`${at(key)} must be a string`);
-    const ref = /^\$([A-Za-z_][A-Za-z0-9_]*)$/.exec(raw);
-    if (!ref) return raw;
-    const value = env[ref[1] as string];
-    if (value === undefined || value === '')
-      return fail(`${at(key)}: environment variable ${ref[1]} is not set`);
-    return value;
-  };
-  const bool = (key: string): boolean | undefined => {
-    const raw = c[key];
-    if (raw === undefined || raw === null) return undefined;
-    if (typeof raw === 'boolean') return raw;
-    const value = resolve(key);
-    return value === undefined ? undefined : parseBoolean(value, at(key));
-  };
-
-  const bb = layered.bitbucket;
-  const clientId = resolve('clientID');
-  const clientSecret = resolve('clientSecret');
-  const redirectUri = resolve('redirectURI');
-  if (clientId !== undefined) bb.clientId = { value: clientId, source: at('clientID') };
-  if (clientSecret !== undefined) bb.clientSecret = { value: clientSecret, source: at('clientSecret') };
-  if (redirectUri !== undefined) layered.redirectUri = { value: redirectUri, source: at('redirectURI') };
-  if (typeof connector.name === 'string')
-    bb.name = { value: connector.name, source: `${file}: connectors[0].name` };
-  const teams = c['teams'];
-  if (teams !== undefined && teams !== null) {
-    if (!Array.isArray(teams) || !teams.every((t) => typeof t === 'string'))
-      fail(`${at('teams')} must be a list of strings`);
-    bb.teams = { value: teams as string[], source: at('teams') };
+  for (const module of CONNECTORS) {
+    const dex = module.settings.dex;
+    if (dex?.fromDocument) merge(module.settings.key, dex.fromDocument({ doc: settings, file, env }));
   }
-  const includeTeamGroups = bool('includeTeamGroups');
-  if (includeTeamGroups !== undefined)
-    bb.includeTeamGroups = { value: includeTeamGroups, source: at('includeTeamGroups') };
-  const permissions = bool('getWorkspacePermissions');
-  if (permissions !== undefined)
-    bb.getWorkspacePermissions = { value: permissions, source: at('getWorkspacePermissions') };
+  if (read.size === 0)
+    return fail(`SKY_CONFIG: '${file}' configures no connector (its connectors: list is empty)`);
+  for (const [key, fields] of read) layered.connectors[key] = { ...layered.connectors[key], ...fields };
 }

@@ -1,18 +1,17 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SkyError } from '../errors';
-import { DEFAULT_CONNECTOR } from '../connectors';
-import { LOCAL } from '../local/connector';
-import { parseLocalUsers, type LocalUser } from '../local/users';
+import { CONNECTORS, MAIN_TEAM_SETTINGS, settingsOf } from '../connectors';
 import { parseRolesYaml, teamAuthFromFlags, type TeamAuth } from '../teams/auth';
 import { applyDexYaml } from './dex';
 import { durationMs, type DurationRule } from './duration';
 import { applyEnv } from './env';
-import { optionsSchema, type Layered, type SkyOptions, type Sourced } from './options';
-import type { BitbucketCloudConfig, Config } from './types';
+import { optionsSchema, type Layered, type SkyOptions } from './options';
+import { httpUrl, withoutSlash, type Sourced } from './sources';
+import type { Config, ConnectorConfigs, CoreConfig } from './types';
 
 export type { SkyOptions } from './options';
-export type { BitbucketCloudConfig, Config, RedisConfig } from './types';
+export type { Config, RedisConfig } from './types';
 
 const HOUR_MS = 3600_000;
 
@@ -38,15 +37,14 @@ function fromOptions(options: SkyOptions): Layered {
   if (!parsed.success) {
     throw invalid(parsed.error.issues.map((i) => `option ${i.path.join('.') || '(root)'}: ${i.message}`));
   }
-  const layered: Layered = { bitbucket: {} };
-  const target = layered as unknown as Record<string, Sourced<unknown>>;
+  const data: Record<string, unknown> = parsed.data;
+  const layered: Layered = { connectors: {} };
+  const target = layered as Record<string, unknown>;
   for (const [key, value] of Object.entries(options)) {
-    if (value === undefined || key === 'env' || key === 'bitbucketCloud') continue;
-    target[key] = { value, source: `option ${key}` };
-  }
-  const bb = layered.bitbucket as Record<string, Sourced<unknown>>;
-  for (const [key, value] of Object.entries(options.bitbucketCloud ?? {})) {
-    if (value !== undefined) bb[key] = { value, source: `option bitbucketCloud.${key}` };
+    if (value === undefined || key === 'env') continue;
+    const module = CONNECTORS.find((c) => c.settings.key === key);
+    if (module) layered.connectors[key] = module.settings.fromOption(data[key]);
+    else target[key] = { value, source: `option ${key}` };
   }
   return layered;
 }
@@ -58,7 +56,7 @@ function fromOptions(options: SkyOptions): Layered {
  * forms from the other sources.
  */
 function overlay(layered: Layered, fromCode: Layered): void {
-  const target = layered as unknown as Record<string, Sourced<unknown> | undefined>;
+  const target = layered as Record<string, unknown>;
   if (fromCode.signingKey || fromCode.signingKeyFile) {
     delete layered.signingKey;
     delete layered.signingKeyFile;
@@ -73,29 +71,12 @@ function overlay(layered: Layered, fromCode: Layered): void {
     delete layered.mainTeamConfigFile;
   }
   for (const [key, value] of Object.entries(fromCode)) {
-    if (key !== 'bitbucket' && value !== undefined) target[key] = value as Sourced<unknown>;
+    if (key !== 'connectors' && value !== undefined) target[key] = value;
   }
-  Object.assign(layered.bitbucket, fromCode.bitbucket);
-}
-
-function httpUrl(s: Sourced<string>, problems: string[], allowPath: boolean): URL | null {
-  let url: URL;
-  try {
-    url = new URL(s.value);
-  } catch {
-    problems.push(`${s.source}: '${s.value.slice(0, 100)}' is not an absolute URL`);
-    return null;
+  for (const [key, fields] of Object.entries(fromCode.connectors)) {
+    layered.connectors[key] = { ...layered.connectors[key], ...fields };
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    problems.push(`${s.source}: must be an http or https URL`);
-  else if (url.username || url.password || url.search || url.hash)
-    problems.push(`${s.source}: must not carry credentials, a query or a fragment`);
-  else if (!allowPath && url.pathname !== '/') problems.push(`${s.source}: must not have a path`);
-  else return url;
-  return null;
 }
-
-const withoutSlash = (url: URL): string => url.href.replace(/\/+$/, '');
 
 /** A file's text, or null with a problem that names the setting, the path and why (and `hint` for a missing file). */
 function readFile(s: Sourced<string>, problems: string[], hint?: string): string | null {
@@ -146,7 +127,7 @@ function checkRsaKey(pem: string, source: string, problems: string[], allowPubli
 export function resolveConfig(options: SkyOptions = {}): Config {
   const env = options.env ?? process.env;
   const fromCode = fromOptions(options);
-  const layered: Layered = { bitbucket: {} };
+  const layered: Layered = { connectors: {} };
   applyEnv(layered, env);
   const configFile = fromCode.configFile ?? layered.configFile;
   if (configFile) applyDexYaml(layered, configFile.value, env);
@@ -166,55 +147,13 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   const externalUrl = external ? withoutSlash(external) : '';
   const mountPath = external ? external.pathname.replace(/\/+$/, '') : '';
 
-  const bb = layered.bitbucket;
-  let bitbucketCloud: BitbucketCloudConfig | null = null;
-  if (bb.clientId || bb.clientSecret) {
-    if (!bb.clientId)
-      problems.push(
-        'CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID (option bitbucketCloud.clientId) is missing while the client secret is set',
-      );
-    if (!bb.clientSecret)
-      problems.push(
-        'CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud.clientSecret) is missing while the client id is set',
-      );
-    const webUrl = httpUrl(
-      bb.webUrl ?? { value: 'https://bitbucket.org', source: 'CONCOURSE_BITBUCKET_CLOUD_WEB_URL' },
-      problems,
-      true,
-    );
-    const apiUrl = httpUrl(
-      bb.apiUrl ?? { value: 'https://api.bitbucket.org', source: 'CONCOURSE_BITBUCKET_CLOUD_API_URL' },
-      problems,
-      true,
-    );
-    if (bb.clientId && bb.clientSecret && webUrl && apiUrl) {
-      bitbucketCloud = {
-        id: 'bitbucket-cloud',
-        name: bb.name?.value ?? 'Bitbucket Cloud',
-        clientId: bb.clientId.value,
-        clientSecret: bb.clientSecret.value,
-        webUrl: withoutSlash(webUrl),
-        apiUrl: withoutSlash(apiUrl),
-        teams: [
-          ...new Set((bb.teams?.value ?? []).map((t) => t.trim().toLowerCase()).filter((t) => t !== '')),
-        ],
-        includeTeamGroups: bb.includeTeamGroups?.value ?? false,
-        getWorkspacePermissions: bb.getWorkspacePermissions?.value ?? false,
-        timeoutMs: bb.timeoutMs?.value ?? 10_000,
-        retries: bb.retries?.value ?? 2,
-        concurrency: bb.concurrency?.value ?? 8,
-      };
-    }
-  }
-
-  let localUsers: LocalUser[] = [];
-  if (layered.localUsers) {
-    try {
-      localUsers = parseLocalUsers(layered.localUsers.value, layered.localUsers.source);
-    } catch (err) {
-      problems.push((err as Error).message);
-    }
-  }
+  // Each connector checks its own settings; null is a connector that is off.
+  const connectors = Object.fromEntries(
+    CONNECTORS.map((m) => [
+      m.settings.key,
+      m.settings.resolve(layered.connectors[m.settings.key] ?? {}, problems),
+    ]),
+  ) as ConnectorConfigs;
 
   let mainTeam: TeamAuth | null = null;
   const rolesYaml = layered.mainTeamConfigFile
@@ -223,13 +162,15 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   try {
     if (rolesYaml?.value) mainTeam = parseRolesYaml(rolesYaml.value);
     else if (layered.mainTeam) {
-      const { users = [], groups = [], localUsers: locals = [] } = layered.mainTeam.value;
-      if (users.length + groups.length + locals.length > 0) {
-        mainTeam = teamAuthFromFlags({
-          [DEFAULT_CONNECTOR.id]: { users, groups },
-          ...(locals.length > 0 ? { [LOCAL]: { users: locals, groups: [] } } : {}),
-        });
+      const owners = layered.mainTeam.value;
+      const entries: Record<string, { users: string[]; groups: string[] }> = {};
+      for (const { module, kind, option } of MAIN_TEAM_SETTINGS) {
+        const names = owners[option] ?? [];
+        if (names.length === 0) continue;
+        const entry = (entries[module.id] ??= { users: [], groups: [] });
+        entry[kind].push(...names);
       }
+      if (Object.keys(entries).length > 0) mainTeam = teamAuthFromFlags(entries);
     }
   } catch (err) {
     problems.push(`${rolesYaml?.source ?? layered.mainTeam?.source}: ${(err as Error).message}`);
@@ -324,15 +265,13 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   }
   if (problems.length > 0) throw invalid(problems);
 
-  return {
+  const core: CoreConfig = {
     externalUrl,
     mountPath,
     bindIp: layered.bindIp?.value ?? '0.0.0.0',
     bindPort: bindPort.value,
     clusterName: layered.clusterName?.value ?? '',
-    bitbucketCloud,
     mainTeam,
-    localUsers,
     signingKeyPem,
     previousKeyPems,
     authDurationMs,
@@ -352,6 +291,7 @@ export function resolveConfig(options: SkyOptions = {}): Config {
     audience,
     logLevel,
   };
+  return { ...core, ...connectors };
 }
 
 export function callbackUrl(config: Pick<Config, 'externalUrl'>): string {
@@ -359,18 +299,15 @@ export function callbackUrl(config: Pick<Config, 'externalUrl'>): string {
 }
 
 /** What a node needs before it can serve logins; the messages name the settings to set. */
-export function requireReady(
-  config: Config,
-): asserts config is Config & { bitbucketCloud: BitbucketCloudConfig; mainTeam: TeamAuth } {
+export function requireReady(config: Config): asserts config is Config & { mainTeam: TeamAuth } {
   const problems: string[] = [];
-  if (!config.bitbucketCloud) {
-    problems.push(
-      'no Bitbucket Cloud connector: set CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID and CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud)',
-    );
+  if (!CONNECTORS.some((m) => settingsOf(config, m) !== null)) {
+    problems.push(`no connector: set ${CONNECTORS.map((m) => m.settings.howToEnable).join(', or ')}`);
   }
   if (!config.mainTeam) {
+    const variables = [...MAIN_TEAM_SETTINGS.map((s) => s.env), 'CONCOURSE_MAIN_TEAM_CONFIG'];
     problems.push(
-      'no main team: set CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER, CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_TEAM or CONCOURSE_MAIN_TEAM_CONFIG (option mainTeam)',
+      `no main team: set ${variables.slice(0, -1).join(', ')} or ${variables.at(-1)} (option mainTeam)`,
     );
   }
   if (problems.length > 0) throw invalid(problems);
@@ -386,11 +323,12 @@ export function configWarnings(config: Config, { fake = false } = {}): string[] 
   const warnings: string[] = [];
   const url = new URL(config.externalUrl);
   const local = url.hostname === 'localhost' || url.hostname.startsWith('127.') || url.hostname === '[::1]';
-  if (local) {
+  const redirecting = CONNECTORS.filter((m) => m.login === 'redirect' && settingsOf(config, m) !== null);
+  if (local && redirecting.length > 0) {
     warnings.push(
-      `the external URL is on localhost: Bitbucket Cloud must be able to redirect browsers here: ${callbackUrl(config)}`,
+      `the external URL is on localhost: ${redirecting.map((m) => m.displayName).join(' and ')} must be able to redirect browsers here: ${callbackUrl(config)}`,
     );
-  } else if (url.protocol === 'http:' && !config.cookieSecure) {
+  } else if (!local && url.protocol === 'http:' && !config.cookieSecure) {
     warnings.push(
       `the external URL ${config.externalUrl} is http: login cookies are sent without Secure and tokens travel in clear; use an https CONCOURSE_EXTERNAL_URL (behind TLS) in production`,
     );

@@ -1,37 +1,22 @@
+import type { RegisteredConnector } from '../connectors';
 import type { SkyOptions } from './options';
-import type { LocalUser } from '../local/users';
 import type { TeamAuth } from '../teams/auth';
 
-/** The Bitbucket Cloud connector, resolved (SPEC §3, §5). */
-export interface BitbucketCloudConfig {
-  /** Connector id used as the prefix of team config entries. Always "bitbucket-cloud". */
-  id: 'bitbucket-cloud';
-  /** Display name of the connector ("Bitbucket Cloud", or the dex `name`). */
-  name: string;
-  clientId: string;
-  clientSecret: string;
-  /** Base of the OAuth endpoints, no trailing slash. Default https://bitbucket.org */
-  webUrl: string;
-  /** Base of the REST API, no trailing slash. Default https://api.bitbucket.org */
-  apiUrl: string;
-  /** dex `teams` allow-list (workspace slugs, lower-cased); empty = no allow-list. */
-  teams: string[];
-  includeTeamGroups: boolean;
-  getWorkspacePermissions: boolean;
-  /** Per-call timeout in ms (default 10000). */
-  timeoutMs: number;
-  /** Retries of a call answered 429/5xx (default 2). */
-  retries: number;
-  /** Bound on concurrent per-workspace calls (default 8). */
-  concurrency: number;
-}
-
-/** Where Redis is, or null for the in-memory embedded default (SPEC §2). */
 /** How sky reaches Redis: one definition, the `redis` option's (lib/config/options.ts). */
 export type RedisConfig = NonNullable<SkyOptions['redis']>;
 
+/** Each registered connector's resolved settings, under its option's key (null: the connector is off). */
+export type ConnectorConfigs = {
+  [M in RegisteredConnector as M['settings']['key']]: NonNullable<
+    ReturnType<M['settings']['resolve']>
+  > | null;
+};
+
 /** The resolved, validated configuration: what `resolveConfig()` returns and every part of sky reads. */
-export interface Config {
+export type Config = CoreConfig & ConnectorConfigs;
+
+/** sky's own settings. */
+export type CoreConfig = {
   /** Public URL of the web node, normalised without a trailing slash (path kept). */
   externalUrl: string;
   /** Path part of externalUrl: "" for the root, "/ci" for https://host/ci. */
@@ -40,12 +25,8 @@ export interface Config {
   bindPort: number;
   /** CONCOURSE_CLUSTER_NAME: shown by `/api/v1/info` and the pages ("" when unset). */
   clusterName: string;
-  /** null when no credentials are configured (the web node then starts the fake Bitbucket). */
-  bitbucketCloud: BitbucketCloudConfig | null;
   /** Owners (or roles, from CONCOURSE_MAIN_TEAM_CONFIG) of team `main`; null when none is set. */
   mainTeam: TeamAuth | null;
-  /** Local users (CONCOURSE_ADD_LOCAL_USER), plain passwords already hashed; empty: the connector is off. */
-  localUsers: LocalUser[];
   /** RSA private key PEM (≥ 2048 bits) read from the file or given inline; null = generate at start. */
   signingKeyPem: string | null;
   /** Keys that verify but no longer sign (SKY_PREVIOUS_SIGNING_KEYS), PEM texts, public or private. */
@@ -81,4 +62,4 @@ export interface Config {
   audience: string;
   /** pino level (default "info"). */
   logLevel: string;
-}
+};

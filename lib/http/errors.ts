@@ -180,8 +180,11 @@ function auditRefusal(req: Request, error: SkyError, passwordRoute: boolean): vo
   const ctx = skyContextOf(req);
   if (!ctx) return;
   const body = (req.body ?? {}) as { username?: unknown };
-  const known = (name: unknown): name is string =>
-    typeof name === 'string' && ctx.config.localUsers.some((u) => u.name === name.trim().toLowerCase());
+  const typed = body.username;
+  const user =
+    typeof typed === 'string'
+      ? ctx.connectors.map((c) => c.configuredUser?.(typed) ?? null).find((name) => name !== null)
+      : undefined;
   const failure = passwordRoute && error.code === 'invalid_grant';
   void ctx.audit.record({
     action: failure ? 'password.failure' : 'login.refusal',
@@ -191,7 +194,7 @@ function auditRefusal(req: Request, error: SkyError, passwordRoute: boolean): vo
     requestId: req.skyRequestId,
     detail: failure
       ? {
-          user: known(body.username) ? body.username.trim().toLowerCase() : '(not a configured user)',
+          user: user ?? '(not a configured user)',
           address: req.ip,
         }
       : { reason: error.code, address: req.ip },

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Request } from 'express';
 import type { Config } from '../config/types';
+import type { PkceStateStore, PkceVerified } from '../connector';
 import type { SingleUseRecords } from '../store';
 import { parseCookies, serializeCookie, type SigningKey } from '../tokens';
 import { Vault } from '../tokens/vault';
@@ -43,8 +44,6 @@ const COOKIE = /^sky_login_[A-Za-z0-9_-]{16}$/;
 const hash = (state: string): string => createHash('sha256').update(state).digest('base64url');
 const cookieName = (stateHash: string): string => `sky_login_${stateHash.slice(0, 16)}`;
 
-type Verified = (err: Error | null, verifier: string | false, state?: never) => void;
-
 /**
  * passport-oauth2's state store without server-side state (SPEC §4.1): each pending login travels in a
  * cookie of its own, sealed with AES-256-GCM under a key derived from the signing key, HttpOnly on the
@@ -52,8 +51,10 @@ type Verified = (err: Error | null, verifier: string | false, state?: never) => 
  * nothing in Redis or in memory; at the callback the state is spent once on every node (a mark that
  * dies with the attempt), and the cookie is cleared.
  */
-export class LoginStateCookies {
+export class LoginStateCookies implements PkceStateStore {
   private readonly vault: Vault;
+  /** What the login a request begins carries, until passport-oauth2 asks `store` for its handle. */
+  private readonly beginning = new WeakMap<Request, LoginState>();
 
   constructor(
     key: SigningKey | readonly SigningKey[],
@@ -81,13 +82,21 @@ export class LoginStateCookies {
     }
   }
 
+  /** /sky/login begins a login that carries `state`; passport-oauth2 then calls `store` for this request. */
+  begin(req: Request, state: LoginState): void {
+    this.beginning.set(req, state);
+  }
+
   store(
     req: Request,
     verifier: string,
-    state: never,
+    _state: unknown,
     _meta: unknown,
-    callback: (err: Error | null, state?: string) => void,
+    callback: (err: Error | null, handle?: string) => void,
   ): void {
+    const state = this.beginning.get(req);
+    this.beginning.delete(req);
+    if (!state) return callback(new Error('no login was begun for this request'));
     const now = Date.now();
     const cookies = parseCookies(req.headers.cookie);
     // Attempts this browser started before, oldest first; unreadable ones count as the oldest.
@@ -111,8 +120,8 @@ export class LoginStateCookies {
     callback(null, handle);
   }
 
-  verify(req: Request, handle: string, callback: Verified): void {
-    const refuse = (message: string): void => callback(null, false, { message } as never);
+  verify(req: Request, handle: string, callback: PkceVerified): void {
+    const refuse = (message: string): void => callback(null, false, { message });
     if (typeof handle !== 'string' || handle.length > 128)
       return refuse('This login link is damaged. Start the login again.');
     const h = hash(handle);
@@ -134,7 +143,7 @@ export class LoginStateCookies {
     this.spent.put(`state:${h}`, '', left).then(
       (fresh) =>
         fresh
-          ? callback(null, pending.v, pending.s as never)
+          ? callback(null, pending.v, pending.s)
           : refuse('This login was already finished once. Start the login again if you need to.'),
       (err: unknown) => callback(err as Error, false),
     );

@@ -153,7 +153,7 @@ async function land(req: Request, res: Response, state: LoginState, browser: Iss
  * straight to it; with several, or a password connector, the login page lists them; `connector=<id>`
  * picks one.
  */
-export function login(passport: Authenticator) {
+export function login(passport: Authenticator, states: LoginStateCookies) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const ctx = contextOf(req);
     const state = loginStateOf(req, req.query);
@@ -173,12 +173,9 @@ export function login(passport: Authenticator) {
       sendPage(res, 200, loginPage({ choices: loginChoices(offered, ctx.config.externalUrl, carry), carry }));
       return;
     }
-    // passport-oauth2 hands an object `state` to the state store (types say string; the code says object).
-    (passport.authenticate(chosen.id, { session: false, state: state as unknown as string }) as Handler)(
-      req,
-      res,
-      next,
-    );
+    // The state store (login-state.ts) keeps what this login carries; passport-oauth2 asks it for a handle.
+    states.begin(req, state);
+    (passport.authenticate(chosen.id, { session: false }) as Handler)(req, res, next);
   };
 }
 

@@ -131,8 +131,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
       .finally(() => watch.handle(event));
   });
   const loginStates = new LoginStateCookies(keys, config, store.singleUse);
-  const connectors = enabledConnectors({
-    config,
+  const connectors = enabledConnectors(config, {
     log,
     metrics,
     callbackURL: callbackUrl(config),
@@ -273,7 +272,7 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
   const passwordForm = express.urlencoded({ extended: false, limit: '1100kb', parameterLimit: 10 });
   router.param('team', checkTeamParam);
   mountRoutes(router, {
-    'GET /sky/login': [sessions, login(passport)],
+    'GET /sky/login': [sessions, login(passport, loginStates)],
     'POST /sky/login/:connector': [failureLimit('login'), passwordForm, sessions, passwordLogin(passport)],
     'GET /sky/issuer/callback': [failureLimit('login'), sessions, callback(passport, loginStates)],
     'GET /sky/issuer/keys': [

@@ -1,6 +1,7 @@
 import { Strategy as LocalStrategy } from 'passport-local';
-import type { ConnectorModule, Identity } from '../connector';
+import type { ConnectorModuleOf, Identity } from '../connector';
 import { SkyError } from '../errors';
+import { localSettings } from './settings';
 import { nameProblem, normaliseName, passwordMatches, type LocalUser } from './users';
 
 export const LOCAL = 'local';
@@ -22,15 +23,18 @@ const refused = (): SkyError => new SkyError('invalid_grant', 'wrong username or
  * for `sky login -u -p`; bcrypt hashes compared in constant time; no groups and no upstream refresh
  * (a refresh checks the user is still configured).
  */
-export const localUsers: ConnectorModule = {
+export const localUsers: ConnectorModuleOf<typeof localSettings> = {
   id: LOCAL,
   displayName: 'a local user',
+  login: 'password',
+  settings: localSettings,
   entries: {
     yamlKey: LOCAL,
     userFlag: {
       name: 'local-user',
       value: 'USERNAME',
       description: 'A local user to make an owner; repeatable',
+      mainTeam: 'localUsers',
     },
     userKind: () => 'username',
     check: (bare, where) => {
@@ -39,17 +43,15 @@ export const localUsers: ConnectorModule = {
     },
     userIds: (identity) => (identity.userName ? [['username', identity.userName]] : []),
   },
-  create({ config }) {
-    if (config.localUsers.length === 0) return null;
-    const users = new Map(config.localUsers.map((u) => [u.name, u]));
+  create(_deps, configured) {
+    const users = new Map(configured.map((u) => [u.name, u]));
     const check = async (username: string, password: string): Promise<Identity> => {
       const user = await passwordMatches(users, username, password);
       if (!user) throw refused();
       return identityOf(user);
     };
-    const plain = config.localUsers.filter((u) => u.plain).map((u) => u.name);
+    const plain = configured.filter((u) => u.plain).map((u) => u.name);
     return {
-      login: 'password',
       strategy: new LocalStrategy((username, password, done) => {
         check(username, password).then(
           (identity) => done(null, { identity }),
@@ -58,6 +60,10 @@ export const localUsers: ConnectorModule = {
         );
       }),
       password: check,
+      configuredUser: (typed) => {
+        const name = normaliseName(typed);
+        return users.has(name) ? name : null;
+      },
       revalidate: async (userId) => {
         const user = users.get(normaliseName(userId));
         if (!user)

@@ -12,7 +12,7 @@ export interface LocalUser {
 
 /** Concourse's own shape: `name:password` or `name:$2a$…` (bcrypt), comma-separated. */
 const USER_NAME = /^[a-z0-9][a-z0-9._@-]{0,63}$/;
-const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+export const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 /** The cost of hashes sky makes of plain passwords (and of the hash an unknown user is checked against). */
 const COST = 10;
 /** Longer passwords are refused unread (bcrypt reads 72 bytes anyway); the answer is the same as a wrong one. */

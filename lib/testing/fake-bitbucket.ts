@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { BitbucketCloudConfig } from '../config/types';
+import type { BitbucketCloudConfig } from '../bitbucket/settings';
 import { SkyError } from '../errors';
 import { api, type OptionalEndpoint } from './fake/api';
 import { Faults, routeKind, type Fault } from './fake/faults';

@@ -1,5 +1,5 @@
 import { BitbucketClient, fetchIdentity } from '../../lib/bitbucket';
-import type { BitbucketCloudConfig } from '../../lib/config/types';
+import type { BitbucketCloudConfig } from '../../lib/bitbucket/settings';
 import type { Identity } from '../../lib/connector';
 import { SkyError } from '../../lib/errors';
 import { FakeBitbucket } from '../../lib/testing';

@@ -4,7 +4,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import passport from 'passport';
 import { BITBUCKET_CLOUD, BitbucketStrategy } from '../../lib/bitbucket';
 import type { PkceStateStore } from '../../lib/bitbucket/strategy';
-import type { BitbucketCloudConfig } from '../../lib/config/types';
+import type { BitbucketCloudConfig } from '../../lib/bitbucket/settings';
 import type { Identity, UpstreamTokens } from '../../lib/connector';
 import { SkyError } from '../../lib/errors';
 import { FakeBitbucket } from '../../lib/testing';

@@ -38,9 +38,13 @@ test('defaults (SPEC §3)', () => {
     keyPrefix: 'sky:',
     audience: 'sky',
   });
-  expect(configWarnings(c).join('\n')).toMatch(
+  expect(configWarnings(resolveEnv(creds)).join('\n')).toMatch(
     /Bitbucket Cloud must be able to redirect browsers here.*in process memory.*shared key/s,
   );
+  // Only local users: nothing redirects, so a localhost URL is no problem.
+  expect(
+    configWarnings(resolveEnv({ CONCOURSE_ADD_LOCAL_USER: 'admin:$2a$04$' + 'a'.repeat(53) })),
+  ).not.toContainEqual(expect.stringContaining('redirect'));
 });
 
 test('every CONCOURSE_* variable', () => {
@@ -331,4 +335,111 @@ test('requireReady names the settings for a missing connector and a missing main
 
 test('process.env itself is accepted as the env option (it is not a plain object)', () => {
   expect(() => resolveConfig({ env: process.env })).not.toThrow(/option env/);
+});
+
+describe('connector settings: each connector reads its own, from every source', () => {
+  const hash = '$2a$04$' + 'b'.repeat(53);
+
+  test('local users from CONCOURSE_ADD_LOCAL_USER, and a node with only local users is ready', () => {
+    const c = resolveEnv({
+      CONCOURSE_ADD_LOCAL_USER: `admin:${hash}`,
+      CONCOURSE_MAIN_TEAM_LOCAL_USER: 'admin',
+    });
+    expect(c.bitbucketCloud).toBeNull();
+    expect(c.localUsers).toEqual([{ name: 'admin', hash, plain: false }]);
+    expect(c.mainTeam).toEqual({ owner: { users: ['local:admin'], groups: [] } });
+    expect(() => requireReady(c)).not.toThrow();
+  });
+
+  test('both connectors own main together, each entry under its prefix', () => {
+    const c = resolveEnv({
+      ...creds,
+      CONCOURSE_ADD_LOCAL_USER: `admin:${hash}`,
+      CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER: 'alice',
+      CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_TEAM: 'acme',
+      CONCOURSE_MAIN_TEAM_LOCAL_USER: 'admin',
+    });
+    expect(c.mainTeam).toEqual({
+      owner: { users: ['bitbucket-cloud:alice', 'local:admin'], groups: ['bitbucket-cloud:acme'] },
+    });
+  });
+
+  test('code beats the environment for a connector option too; a bad value names its option', () => {
+    const env = { CONCOURSE_ADD_LOCAL_USER: `admin:${hash}`, ...creds };
+    const c = resolveConfig({
+      env,
+      localUsers: [`carol:${hash}`],
+      bitbucketCloud: { clientId: 'code', clientSecret: 's' },
+    });
+    expect(c.localUsers?.map((u) => u.name)).toEqual(['carol']);
+    expect(c.bitbucketCloud?.clientId).toBe('code');
+    expect(() => resolveConfig({ env, localUsers: ['no-password'] })).toThrow(
+      "option localUsers: 'no-password…' is not name:password",
+    );
+    expect(() => resolveEnv({ CONCOURSE_ADD_LOCAL_USER: 'Bad Name:x' })).toThrow(
+      "CONCOURSE_ADD_LOCAL_USER: 'bad name' is not a local user name",
+    );
+    expect(() =>
+      resolveConfig({ env: {}, bitbucketCloud: { clientId: 'a', clientSecret: 'b', webUrl: 'x' } }),
+    ).toThrow("option bitbucketCloud.webUrl: 'x' is not an absolute URL");
+    expect(() => resolveConfig({ env: {}, localUsers: [7] as unknown as string[] })).toThrow(
+      'option localUsers.0',
+    );
+  });
+
+  test("dex's staticPasswords are local users (hash, base64 hash or hashFromEnv); errors name the YAML path", () => {
+    const dex = file(
+      'static.yaml',
+      [
+        'enablePasswordDB: true',
+        'staticPasswords:',
+        `- {email: admin@example.com, username: admin, hash: "${hash}", userID: "1"}`,
+        `- {username: carol, hash: ${Buffer.from(hash).toString('base64')}}`,
+        '- {username: dave, hashFromEnv: DAVE_HASH}',
+        'connectors:',
+        '- type: bitbucket-cloud',
+        '  id: bitbucket-cloud',
+        '  config: {clientID: a, clientSecret: b}',
+      ].join('\n'),
+    );
+    const c = resolveEnv({ SKY_CONFIG: dex, DAVE_HASH: hash });
+    expect(c.localUsers?.map((u) => [u.name, u.hash])).toEqual([
+      ['admin', hash],
+      ['carol', hash],
+      ['dave', hash],
+    ]);
+    expect(c.bitbucketCloud?.clientId).toBe('a');
+    const off = file('off.yaml', `staticPasswords:\n- {username: admin, hash: "${hash}"}\n`);
+    expect(() => resolveEnv({ SKY_CONFIG: off })).toThrow(
+      `${off}: staticPasswords is set but enablePasswordDB is not true`,
+    );
+    const plain = file(
+      'plain.yaml',
+      'enablePasswordDB: true\nstaticPasswords:\n- {username: admin, hash: hunter2}\n',
+    );
+    expect(() => resolveEnv({ SKY_CONFIG: plain })).toThrow(
+      `${plain}: staticPasswords[0].hash is not a bcrypt hash`,
+    );
+    const none = file('none.yaml', 'issuer: https://dex.example.com\n');
+    expect(() => resolveEnv({ SKY_CONFIG: none })).toThrow('configures no connector');
+    const twice = file(
+      'twice.yaml',
+      'connectors:\n- {type: bitbucket-cloud, config: {clientID: a, clientSecret: b}}\n- {type: bitbucket-cloud, config: {clientID: c, clientSecret: d}}\n',
+    );
+    expect(() => resolveEnv({ SKY_CONFIG: twice })).toThrow(
+      `${twice}: connectors[1]: a second bitbucket-cloud connector`,
+    );
+  });
+
+  test('requireReady names every connector and every main-team variable', () => {
+    expect(() => requireReady(resolveEnv({}))).toThrow(
+      'no connector: set CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID and CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET (option bitbucketCloud), or CONCOURSE_ADD_LOCAL_USER (option localUsers)',
+    );
+    expect(() => requireReady(resolveEnv(creds))).toThrow(
+      'no main team: set CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER, CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_TEAM, CONCOURSE_MAIN_TEAM_LOCAL_USER or CONCOURSE_MAIN_TEAM_CONFIG (option mainTeam)',
+    );
+    expect(() =>
+      resolveConfig({ env: {}, mainTeam: { owners: 'x' } as unknown as Record<string, string[]> }),
+    ).toThrow('option mainTeam');
+  });
 });
