@@ -34,24 +34,25 @@ export interface BitbucketCloudConfig {
   concurrency: number;
 }
 
-/** sky()'s `bitbucketCloud` option: the one definition of its shape. */
-const schema = z
-  .object({
-    clientId: z.string(),
-    clientSecret: z.string(),
-    /** What the login page calls it (dex's connector `name`). */
-    name: z.string().optional(),
-    webUrl: z.string().optional(),
-    apiUrl: z.string().optional(),
-    /** Workspaces allowed to log in (dex's `teams`); unset: anyone with a Bitbucket account. */
-    teams: z.array(z.string()).optional(),
-    includeTeamGroups: z.boolean().optional(),
-    getWorkspacePermissions: z.boolean().optional(),
-    timeoutMs: z.number().int().min(100).max(120_000).optional(),
-    retries: z.number().int().min(0).max(5).optional(),
-    concurrency: z.number().int().min(1).max(32).optional(),
-  })
-  .strict();
+/**
+ * sky()'s `bitbucketCloud` option: the one definition of its shape. Not strict: a resolved config (the
+ * fake's `connectorConfig()`, with its `id`) is accepted as the option, its extra keys dropped.
+ */
+const schema = z.object({
+  clientId: z.string(),
+  clientSecret: z.string(),
+  /** What the login page calls it (dex's connector `name`). */
+  name: z.string().optional(),
+  webUrl: z.string().optional(),
+  apiUrl: z.string().optional(),
+  /** Workspaces allowed to log in (dex's `teams`); unset: anyone with a Bitbucket account. */
+  teams: z.array(z.string()).optional(),
+  includeTeamGroups: z.boolean().optional(),
+  getWorkspacePermissions: z.boolean().optional(),
+  timeoutMs: z.number().int().min(100).max(120_000).optional(),
+  retries: z.number().int().min(0).max(5).optional(),
+  concurrency: z.number().int().min(1).max(32).optional(),
+});
 
 type Option = z.output<typeof schema>;
 /** The option's fields, each remembering its source (the option, a variable, a YAML path). */

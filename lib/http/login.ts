@@ -301,25 +301,28 @@ async function renewFromSession(req: Request): Promise<Issued | null> {
 }
 
 /** What each OAuth 2.0 `error` code of an authorization response means (RFC 6749 §4.1.2.1), in sky's words. */
-const CALLBACK_ERRORS: Record<string, string> = {
-  access_denied: 'You did not grant this CI server access to your Bitbucket Cloud account.',
-  invalid_scope: 'Bitbucket Cloud refused the permissions this CI server asks for (account and email).',
-  invalid_request: 'Bitbucket Cloud refused the login request as malformed.',
-  unauthorized_client: 'Bitbucket Cloud does not allow this CI server’s OAuth consumer to log people in.',
-  unsupported_response_type: 'Bitbucket Cloud does not support the kind of login this CI server asked for.',
-  server_error: 'Bitbucket Cloud failed while it handled the login.',
-  temporarily_unavailable: 'Bitbucket Cloud cannot handle logins right now.',
+const CALLBACK_ERRORS: Record<string, (provider: string) => string> = {
+  access_denied: (p) => `You did not grant this CI server access to your ${p} account.`,
+  invalid_scope: (p) => `${p} refused the permissions this CI server asks for (account and email).`,
+  invalid_request: (p) => `${p} refused the login request as malformed.`,
+  unauthorized_client: (p) => `${p} does not allow this CI server’s OAuth consumer to log people in.`,
+  unsupported_response_type: (p) => `${p} does not support the kind of login this CI server asked for.`,
+  server_error: (p) => `${p} failed while it handled the login.`,
+  temporarily_unavailable: (p) => `${p} cannot handle logins right now.`,
 };
 
-/** The known sentence, or the code named (never the query's free text: it is anybody's to write). */
-export function callbackErrorMessage(error: unknown): string {
-  if (typeof error === 'string' && Object.hasOwn(CALLBACK_ERRORS, error)) {
-    return CALLBACK_ERRORS[error] as string;
-  }
+/**
+ * The known sentence about `provider` (the redirecting connector's name), or the code named (never the
+ * query's free text: it is anybody's to write).
+ */
+export function callbackErrorMessage(error: unknown, provider: string): string {
+  const known =
+    typeof error === 'string' && Object.hasOwn(CALLBACK_ERRORS, error) ? CALLBACK_ERRORS[error] : undefined;
+  if (known) return known(provider);
   const named = typeof error === 'string' && /^[A-Za-z0-9_.-]{1,40}$/.test(error);
   return named
-    ? `Bitbucket Cloud ended the login with the error code '${error}', which this CI server does not know.`
-    : 'Bitbucket Cloud ended the login with an error code this CI server does not know.';
+    ? `${provider} ended the login with the error code '${error}', which this CI server does not know.`
+    : `${provider} ended the login with an error code this CI server does not know.`;
 }
 
 /**
@@ -353,19 +356,19 @@ function issueAndLand(
 export function callback(passport: Authenticator, states: LoginStateCookies) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const { error, code, state } = req.query;
-    if (error !== undefined) {
-      states.forget(req, state);
-      throw new SkyError('access_denied', callbackErrorMessage(error));
-    }
-    // Checked before passport: without a code it would quietly start a new authorization instead.
-    if (typeof code !== 'string' || code === '' || typeof state !== 'string' || state === '') {
-      throw new SkyError('invalid_state', 'The login callback is missing its code or state.');
-    }
     const ctx = contextOf(req);
     // The callback URL registered upstream is the redirecting connector's (Bitbucket Cloud's).
     const connector = ctx.connectors.find((c) => c.login === 'redirect');
     if (!connector)
       throw new SkyError('not_found', 'No connector of this CI server logs in through a callback.');
+    if (error !== undefined) {
+      states.forget(req, state);
+      throw new SkyError('access_denied', callbackErrorMessage(error, connector.displayName));
+    }
+    // Checked before passport: without a code it would quietly start a new authorization instead.
+    if (typeof code !== 'string' || code === '' || typeof state !== 'string' || state === '') {
+      throw new SkyError('invalid_state', 'The login callback is missing its code or state.');
+    }
     const done = (
       err: unknown,
       loggedIn: LoggedIn | false,
