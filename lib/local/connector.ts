@@ -2,7 +2,7 @@ import { Strategy as LocalStrategy } from 'passport-local';
 import type { ConnectorModuleOf, Identity } from '../connector';
 import { SkyError } from '../errors';
 import { localSettings } from './settings';
-import { nameProblem, normaliseName, passwordMatches, type LocalUser } from './users';
+import { LocalUserDirectory, nameProblem, type LocalUser } from './users';
 
 export const LOCAL = 'local';
 
@@ -44,9 +44,9 @@ export const localUsers: ConnectorModuleOf<typeof localSettings> = {
     userIds: (identity) => (identity.userName ? [['username', identity.userName]] : []),
   },
   create(_deps, configured) {
-    const users = new Map(configured.map((u) => [u.name, u]));
+    const users = new LocalUserDirectory(configured);
     const check = async (username: string, password: string): Promise<Identity> => {
-      const user = await passwordMatches(users, username, password);
+      const user = await users.check(username, password);
       if (!user) throw refused();
       return identityOf(user);
     };
@@ -60,12 +60,9 @@ export const localUsers: ConnectorModuleOf<typeof localSettings> = {
         );
       }),
       password: check,
-      configuredUser: (typed) => {
-        const name = normaliseName(typed);
-        return users.has(name) ? name : null;
-      },
+      configuredUser: (typed) => users.get(typed)?.name ?? null,
       revalidate: async (userId) => {
-        const user = users.get(normaliseName(userId));
+        const user = users.get(userId);
         if (!user)
           throw new SkyError('invalid_grant', 'this local user is no longer configured: log in again');
         return identityOf(user);

@@ -63,20 +63,32 @@ export function parseLocalUsers(entries: readonly string[], source: string): Loc
   return [...users.values()];
 }
 
-/** A hash no password is checked against in earnest: an unknown user costs as long as a known one. */
-const DECOY = bcrypt.hashSync('sky decoy: no user has this password', COST);
-
 /**
- * Checks a name and password in about constant time: an unknown name, an empty, over-long or wrong
- * password all take one bcrypt comparison and give the same answer (false).
+ * The users a node checks passwords against, with a hash no password is checked against in earnest, so
+ * an unknown user costs as long as a known one. The decoy is made once, when the connector is created
+ * (a node without local users never pays for it).
  */
-export async function passwordMatches(
-  users: ReadonlyMap<string, LocalUser>,
-  name: string,
-  password: string,
-): Promise<LocalUser | null> {
-  const user = users.get(normaliseName(name));
-  const usable = password !== '' && password.length <= MAX_PASSWORD_LENGTH;
-  const ok = await bcrypt.compare(usable ? password.normalize('NFC') : '', user?.hash ?? DECOY);
-  return ok && usable && user ? user : null;
+export class LocalUserDirectory {
+  private readonly users: ReadonlyMap<string, LocalUser>;
+  private readonly decoy = bcrypt.hashSync('sky decoy: no user has this password', COST);
+
+  constructor(users: readonly LocalUser[]) {
+    this.users = new Map(users.map((u) => [u.name, u]));
+  }
+
+  /** The configured user a typed name is, if any. */
+  get(name: string): LocalUser | undefined {
+    return this.users.get(normaliseName(name));
+  }
+
+  /**
+   * Checks a name and password in about constant time: an unknown name, an empty, over-long or wrong
+   * password all take one bcrypt comparison and give the same answer (null).
+   */
+  async check(name: string, password: string): Promise<LocalUser | null> {
+    const user = this.get(name);
+    const usable = password !== '' && password.length <= MAX_PASSWORD_LENGTH;
+    const ok = await bcrypt.compare(usable ? password.normalize('NFC') : '', user?.hash ?? this.decoy);
+    return ok && usable && user ? user : null;
+  }
 }
