@@ -146,7 +146,7 @@ export interface ConnectorSettings<
   /** How to turn the connector on, for the message of a node that has none. */
   readonly howToEnable: string;
   /** The option's value, field by field, each sourced `option <key>…`. */
-  fromOption(value: z.output<Schema>): Fields;
+  fromOption(value: z.input<Schema>): Fields;
   /** Concourse's variables. */
   fromEnv(env: EnvSource): Fields;
   /** dex YAML: an entry of `connectors:` of this `type`, and settings dex keeps elsewhere in the file. */

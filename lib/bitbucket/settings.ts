@@ -3,6 +3,8 @@ import type { ConnectorSettings } from '../connector';
 import {
   httpUrl,
   optionFields,
+  parseSourced,
+  SETTINGS,
   withoutSlash,
   type DexConnectorSource,
   type EnvSource,
@@ -34,31 +36,76 @@ export interface BitbucketCloudConfig {
   concurrency: number;
 }
 
-/**
- * sky()'s `bitbucketCloud` option: the one definition of its shape. Not strict: a resolved config (the
- * fake's `connectorConfig()`, with its `id`) is accepted as the option, its extra keys dropped.
- */
-const schema = z.object({
-  clientId: z.string(),
-  clientSecret: z.string(),
-  /** What the login page calls it (dex's connector `name`). */
-  name: z.string().optional(),
-  webUrl: z.string().optional(),
-  apiUrl: z.string().optional(),
-  /** Workspaces allowed to log in (dex's `teams`); unset: anyone with a Bitbucket account. */
-  teams: z.array(z.string()).optional(),
-  includeTeamGroups: z.boolean().optional(),
-  getWorkspacePermissions: z.boolean().optional(),
-  timeoutMs: z.number().int().min(100).max(120_000).optional(),
-  retries: z.number().int().min(0).max(5).optional(),
-  concurrency: z.number().int().min(1).max(32).optional(),
-});
+const ENV = 'CONCOURSE_BITBUCKET_CLOUD_';
+/** A credential's message when it is missing: the other one alone is an error. */
+const credential = (variable: string, option: string, other: string) =>
+  z.string({
+    error: (issue) =>
+      issue.input === undefined
+        ? `${ENV}${variable} (option bitbucketCloud.${option}) is missing while the client ${other} is set`
+        : 'must be a string',
+  });
 
-type Option = z.output<typeof schema>;
+/**
+ * sky()'s `bitbucketCloud` option: the one definition of its shape, defaults and checks, and of the
+ * variables and dex keys each field comes from. Not strict: a resolved config (the fake's
+ * `connectorConfig()`, with its `id`) is accepted as the option, its extra keys dropped.
+ */
+const shape = {
+  clientId: credential('CLIENT_ID', 'clientId', 'secret').register(SETTINGS, {
+    env: `${ENV}CLIENT_ID`,
+    dex: 'clientID',
+  }),
+  clientSecret: credential('CLIENT_SECRET', 'clientSecret', 'id').register(SETTINGS, {
+    env: `${ENV}CLIENT_SECRET`,
+    dex: 'clientSecret',
+  }),
+  /** What the login page calls it (dex's connector `name`). */
+  name: z.string().default('Bitbucket Cloud').register(SETTINGS, { dex: 'name', dexEntry: true }),
+  /** Base of the OAuth endpoints. */
+  webUrl: z
+    .string()
+    .default('https://bitbucket.org')
+    .transform(httpUrl(true))
+    .transform(withoutSlash)
+    .register(SETTINGS, { env: `${ENV}WEB_URL` }),
+  /** Base of the REST API. */
+  apiUrl: z
+    .string()
+    .default('https://api.bitbucket.org')
+    .transform(httpUrl(true))
+    .transform(withoutSlash)
+    .register(SETTINGS, { env: `${ENV}API_URL` }),
+  /** Workspaces allowed to log in (dex's `teams`), lower-cased; empty: anyone with a Bitbucket account. */
+  teams: z
+    .array(z.string())
+    .default([])
+    .transform((teams) => [...new Set(teams.map((t) => t.trim().toLowerCase()).filter((t) => t !== ''))])
+    .register(SETTINGS, { env: `${ENV}TEAMS`, dex: 'teams', read: 'list' }),
+  includeTeamGroups: z
+    .boolean()
+    .default(false)
+    .register(SETTINGS, { env: `${ENV}INCLUDE_TEAM_GROUPS`, dex: 'includeTeamGroups', read: 'boolean' }),
+  getWorkspacePermissions: z
+    .boolean()
+    .default(false)
+    .register(SETTINGS, {
+      env: `${ENV}WORKSPACE_PERMISSIONS`,
+      dex: 'getWorkspacePermissions',
+      read: 'boolean',
+    }),
+  /** Per-call timeout in ms. */
+  timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+  /** Retries of a call answered 429/5xx. */
+  retries: z.number().int().min(0).max(5).default(2),
+  /** Bound on concurrent per-workspace calls. */
+  concurrency: z.number().int().min(1).max(32).default(8),
+};
+const schema = z.object(shape);
+
+type Option = z.input<typeof schema>;
 /** The option's fields, each remembering its source (the option, a variable, a YAML path). */
 export type BitbucketFields = { [K in keyof Option]?: Sourced<NonNullable<Option[K]>> | undefined };
-
-const ENV = 'CONCOURSE_BITBUCKET_CLOUD_';
 
 /**
  * How Bitbucket Cloud is configured: Concourse's CONCOURSE_BITBUCKET_CLOUD_* variables, dex's
@@ -74,65 +121,12 @@ export const bitbucketSettings: ConnectorSettings<
   schema,
   howToEnable: `${ENV}CLIENT_ID and ${ENV}CLIENT_SECRET (option bitbucketCloud)`,
   fromOption: (value) => optionFields(value, 'bitbucketCloud'),
-  fromEnv: (env: EnvSource) => ({
-    clientId: env.string(`${ENV}CLIENT_ID`),
-    clientSecret: env.string(`${ENV}CLIENT_SECRET`),
-    teams: env.list(`${ENV}TEAMS`),
-    includeTeamGroups: env.boolean(`${ENV}INCLUDE_TEAM_GROUPS`),
-    getWorkspacePermissions: env.boolean(`${ENV}WORKSPACE_PERMISSIONS`),
-    webUrl: env.string(`${ENV}WEB_URL`),
-    apiUrl: env.string(`${ENV}API_URL`),
-  }),
-  dex: {
-    type: BITBUCKET_CLOUD,
-    // dex's bitbucket-cloud connector: clientID, clientSecret, teams, includeTeamGroups,
-    // getWorkspacePermissions (redirectURI is checked for every connector by config/).
-    fromConnector: (entry: DexConnectorSource) => ({
-      clientId: entry.string('clientID'),
-      clientSecret: entry.string('clientSecret'),
-      name: entry.name(),
-      teams: entry.list('teams'),
-      includeTeamGroups: entry.boolean('includeTeamGroups'),
-      getWorkspacePermissions: entry.boolean('getWorkspacePermissions'),
-    }),
-  },
+  fromEnv: (env: EnvSource) => env.fields(shape),
+  // dex's bitbucket-cloud connector (redirectURI is checked for every connector by config/).
+  dex: { type: BITBUCKET_CLOUD, fromConnector: (entry: DexConnectorSource) => entry.fields(shape) },
   resolve(fields, problems) {
-    const { clientId, clientSecret } = fields;
-    if (!clientId && !clientSecret) return null;
-    if (!clientId)
-      problems.push(
-        `${ENV}CLIENT_ID (option bitbucketCloud.clientId) is missing while the client secret is set`,
-      );
-    if (!clientSecret)
-      problems.push(
-        `${ENV}CLIENT_SECRET (option bitbucketCloud.clientSecret) is missing while the client id is set`,
-      );
-    const webUrl = httpUrl(
-      fields.webUrl ?? { value: 'https://bitbucket.org', source: `${ENV}WEB_URL` },
-      problems,
-      true,
-    );
-    const apiUrl = httpUrl(
-      fields.apiUrl ?? { value: 'https://api.bitbucket.org', source: `${ENV}API_URL` },
-      problems,
-      true,
-    );
-    if (!clientId || !clientSecret || !webUrl || !apiUrl) return null;
-    return {
-      id: BITBUCKET_CLOUD,
-      name: fields.name?.value ?? 'Bitbucket Cloud',
-      clientId: clientId.value,
-      clientSecret: clientSecret.value,
-      webUrl: withoutSlash(webUrl),
-      apiUrl: withoutSlash(apiUrl),
-      teams: [
-        ...new Set((fields.teams?.value ?? []).map((t) => t.trim().toLowerCase()).filter((t) => t !== '')),
-      ],
-      includeTeamGroups: fields.includeTeamGroups?.value ?? false,
-      getWorkspacePermissions: fields.getWorkspacePermissions?.value ?? false,
-      timeoutMs: fields.timeoutMs?.value ?? 10_000,
-      retries: fields.retries?.value ?? 2,
-      concurrency: fields.concurrency?.value ?? 8,
-    };
+    if (!fields.clientId && !fields.clientSecret) return null;
+    const parsed = parseSourced(schema, fields, problems);
+    return parsed && { id: BITBUCKET_CLOUD, ...parsed };
   },
 };

@@ -1,5 +1,3 @@
-import type { Sourced } from './options';
-
 /**
  * Go's `time.ParseDuration`, as Concourse and dex read their durations: a possibly signed sequence of
  * decimal numbers, each with an optional fraction and a unit (`300ms`, `-1.5h`, `2h45m`); `0` alone is
@@ -131,16 +129,10 @@ function range(rule: DurationRule): string {
 /**
  * One duration setting in milliseconds. Text is Go's grammar (surrounding spaces ignored, as for every
  * setting) and rounds up to a whole millisecond, so a positive value never becomes 0; a number given in
- * code is milliseconds, as it always was. The problem names the source and quotes the value.
+ * code is milliseconds, as it always was. The problem quotes the value (its source is named by the caller).
  */
-export function durationMs(
-  setting: Sourced<string | number>,
-  rule: DurationRule,
-): { ms: number } | { problem: string } {
-  const { value, source } = setting;
-  const outOfRange = (what: string) => ({
-    problem: `${source}: duration must be ${range(rule)}, not ${what}`,
-  });
+export function durationMs(value: string | number, rule: DurationRule): { ms: number } | { problem: string } {
+  const outOfRange = (what: string) => ({ problem: `duration must be ${range(rule)}, not ${what}` });
   if (typeof value === 'number') {
     if (rule.off && value === 0) return { ms: 0 };
     const low = rule.minMs === undefined ? value > 0 : value >= rule.minMs;
@@ -151,7 +143,7 @@ export function durationMs(
   const parsed = parseGoDuration(text);
   if ('problem' in parsed) {
     return {
-      problem: `${source}: invalid duration '${shown(value)}' (use e.g. 24h, 90m): ${why(parsed.problem)}; ${GRAMMAR}`,
+      problem: `invalid duration '${shown(value)}' (use e.g. 24h, 90m): ${why(parsed.problem)}; ${GRAMMAR}`,
     };
   }
   const { ns } = parsed;

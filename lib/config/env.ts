@@ -1,6 +1,6 @@
 import { CONNECTORS, MAIN_TEAM_SETTINGS } from '../connectors';
 import { SkyError } from '../errors';
-import type { Layered } from './options';
+import { CORE_SHAPE, type Layered } from './options';
 import { EnvSource, list, type Sourced } from './sources';
 
 /** `host:port` of a Redis Cluster seed node; IPv6 hosts in brackets. */
@@ -13,32 +13,11 @@ function hostPort(value: string, source: string): { host: string; port: number }
   return { host: (match[1] as string).replace(/^\[|\]$/g, ''), port };
 }
 
-/** The settings of sky that take a variable's text as it is (checked later, by the same rules for every source). */
-type TextSetting = {
-  [K in keyof Layered]-?: Sourced<string> extends NonNullable<Layered[K]> ? K : never;
-}[keyof Layered];
-
-const TEXT: Record<string, TextSetting> = {
-  CONCOURSE_EXTERNAL_URL: 'externalUrl',
-  CONCOURSE_BIND_IP: 'bindIp',
-  CONCOURSE_CLUSTER_NAME: 'clusterName',
-  CONCOURSE_AUTH_DURATION: 'authDuration',
-  SKY_REFRESH_DURATION: 'refreshDuration',
-  SKY_OUTAGE_GRACE: 'outageGrace',
-  SKY_GROUPS_MAX_AGE: 'groupsMaxAge',
-  SKY_AUTOMATION_TOKEN_MAX_DURATION: 'automationTokenMaxDuration',
-  SKY_AUDIT_RETENTION: 'auditRetention',
-  SKY_REDIS_REPLICA_WAIT: 'replicaWait',
-  SKY_SHUTDOWN_GRACE: 'shutdownGrace',
-  SKY_KEY_PREFIX: 'keyPrefix',
-  LOG_LEVEL: 'logLevel',
-  SKY_CONFIG: 'configFile',
-};
-
 /**
- * SPEC §3 source 2: Concourse's CONCOURSE_* names (empty values count as unset). sky's own settings are
- * read here; each connector reads its own (`settings.fromEnv`), and main team's owners come from the
- * variables of the connectors' set-team flags.
+ * SPEC §3 source 2: Concourse's CONCOURSE_* names (empty values count as unset). sky's settings of one
+ * variable each come from the options schema's registrations; those made of several (Redis, the main
+ * team, the key files) are read here; each connector reads its own (`settings.fromEnv`), and main team's
+ * owners come from the variables of the connectors' set-team flags.
  */
 export function applyEnv(layered: Layered, environment: Record<string, string | undefined>): void {
   const env = new EnvSource(environment);
@@ -47,16 +26,11 @@ export function applyEnv(layered: Layered, environment: Record<string, string | 
     const v = env.string(name);
     if (v !== undefined) set(v);
   };
-  for (const [name, setting] of Object.entries(TEXT)) {
-    const v = env.string(name);
-    if (v !== undefined) layered[setting] = v;
+  // The settings that are one variable each, as the options schema registers them.
+  const target = layered as Record<string, unknown>;
+  for (const [field, value] of Object.entries(env.fields(CORE_SHAPE))) {
+    if (value !== undefined) target[field] = value;
   }
-  const bindPort = env.number('CONCOURSE_BIND_PORT');
-  if (bindPort) layered.bindPort = bindPort;
-  const auditMaxEvents = env.number('SKY_AUDIT_MAX_EVENTS');
-  if (auditMaxEvents) layered.auditMaxEvents = auditMaxEvents;
-  const cookieSecure = env.boolean('CONCOURSE_COOKIE_SECURE');
-  if (cookieSecure) layered.cookieSecure = cookieSecure;
   for (const module of CONNECTORS) {
     layered.connectors[module.settings.key] = module.settings.fromEnv(env);
   }
@@ -114,5 +88,4 @@ export function applyEnv(layered: Layered, environment: Record<string, string | 
   if (password !== undefined && layered.redis) {
     layered.redis = { ...layered.redis, value: { ...layered.redis.value, password } };
   }
-  str('SKY_REDIS_CHECKS', (v) => (layered.redisChecks = v as Sourced<'strict' | 'warn'>));
 }

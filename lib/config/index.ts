@@ -4,29 +4,13 @@ import { SkyError } from '../errors';
 import { CONNECTORS, MAIN_TEAM_SETTINGS, settingsOf } from '../connectors';
 import { parseRolesYaml, teamAuthFromFlags, type TeamAuth } from '../teams/auth';
 import { applyDexYaml } from './dex';
-import { durationMs, type DurationRule } from './duration';
 import { applyEnv } from './env';
-import { optionsSchema, type Layered, type SkyOptions } from './options';
-import { httpUrl, withoutSlash, type Sourced } from './sources';
+import { optionsSchema, settingsSchema, variableOf, type Layered, type SkyOptions } from './options';
+import { parseSourced, withoutSlash, type Sourced } from './sources';
 import type { Config, ConnectorConfigs, CoreConfig } from './types';
 
 export type { SkyOptions } from './options';
 export type { Config, RedisConfig } from './types';
-
-const HOUR_MS = 3600_000;
-
-/** Every duration setting: its default and what it accepts (README, Configuration → Durations). */
-const DURATIONS = {
-  authDuration: { defaultMs: 24 * HOUR_MS, maxMs: 720 * HOUR_MS },
-  refreshDuration: { defaultMs: 720 * HOUR_MS, maxMs: 2160 * HOUR_MS },
-  // A Sentinel failover takes its down-after-milliseconds (30 s by default) and a few seconds more.
-  outageGrace: { defaultMs: 60_000, maxMs: 10 * 60_000 },
-  replicaWait: { defaultMs: 2_000, maxMs: 60_000, off: true },
-  shutdownGrace: { defaultMs: 10_000, maxMs: 10 * 60_000 },
-  groupsMaxAge: { defaultMs: 15 * 60_000, minMs: 1_000, maxMs: 24 * HOUR_MS },
-  automationTokenMaxDuration: { defaultMs: 8760 * HOUR_MS, minMs: 60_000, maxMs: 87_600 * HOUR_MS },
-  auditRetention: { defaultMs: 720 * HOUR_MS, minMs: 60_000, maxMs: 87_600 * HOUR_MS },
-} satisfies Record<string, DurationRule & { defaultMs: number }>;
 
 function invalid(problems: string[]): SkyError {
   return new SkyError('invalid_config', `invalid sky configuration: ${problems.join('; ')}`);
@@ -37,13 +21,13 @@ function fromOptions(options: SkyOptions): Layered {
   if (!parsed.success) {
     throw invalid(parsed.error.issues.map((i) => `option ${i.path.join('.') || '(root)'}: ${i.message}`));
   }
-  const data: Record<string, unknown> = parsed.data;
   const layered: Layered = { connectors: {} };
   const target = layered as Record<string, unknown>;
   for (const [key, value] of Object.entries(options)) {
     if (value === undefined || key === 'env') continue;
     const module = CONNECTORS.find((c) => c.settings.key === key);
-    if (module) layered.connectors[key] = module.settings.fromOption(data[key]);
+    // The value as given (not as parsed: defaults are not set in code, and must not beat other sources).
+    if (module) layered.connectors[key] = module.settings.fromOption(value);
     else target[key] = { value, source: `option ${key}` };
   }
   return layered;
@@ -134,30 +118,21 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   overlay(layered, fromCode);
 
   const problems: string[] = [];
-  const bindPort = layered.bindPort ?? { value: 8080, source: 'CONCOURSE_BIND_PORT' };
-  const portOk = Number.isInteger(bindPort.value) && bindPort.value >= 0 && bindPort.value <= 65535;
-  if (!portOk) problems.push(`${bindPort.source}: must be an integer port 0-65535`);
-  // Unset, the external URL is this node on localhost at its own port (Concourse's default, with the port followed).
-  const defaultUrl = `http://localhost:${portOk && bindPort.value !== 0 ? bindPort.value : 8080}`;
-  const external = httpUrl(
-    layered.externalUrl ?? { value: defaultUrl, source: 'CONCOURSE_EXTERNAL_URL' },
-    problems,
-    true,
-  );
-  const externalUrl = external ? withoutSlash(external) : '';
-  const mountPath = external ? external.pathname.replace(/\/+$/, '') : '';
+  // sky's own settings, checked by the options schema with their defaults; a problem names its source.
+  const { connectors: connectorFields, mainTeamConfigFile, redirectUri, ...own } = layered;
+  const settings = parseSourced(settingsSchema, own, problems, variableOf);
 
   // Each connector checks its own settings; null is a connector that is off.
   const connectors = Object.fromEntries(
     CONNECTORS.map((m) => [
       m.settings.key,
-      m.settings.resolve(layered.connectors[m.settings.key] ?? {}, problems),
+      m.settings.resolve(connectorFields[m.settings.key] ?? {}, problems),
     ]),
   ) as ConnectorConfigs;
 
   let mainTeam: TeamAuth | null = null;
-  const rolesYaml = layered.mainTeamConfigFile
-    ? { value: readFile(layered.mainTeamConfigFile, problems), source: layered.mainTeamConfigFile.source }
+  const rolesYaml = mainTeamConfigFile
+    ? { value: readFile(mainTeamConfigFile, problems), source: mainTeamConfigFile.source }
     : layered.mainTeamConfig;
   try {
     if (rolesYaml?.value) mainTeam = parseRolesYaml(rolesYaml.value);
@@ -195,101 +170,42 @@ export function resolveConfig(options: SkyOptions = {}): Config {
   }
   for (const { pem, source } of previousKeyPems) checkRsaKey(pem, source, problems, true);
 
-  /** A duration setting: its default when unset, else read by its rule, a bad value joining the problems. */
-  const duration = (name: keyof typeof DURATIONS): number => {
-    const setting = layered[name];
-    const rule = DURATIONS[name];
-    if (!setting) return rule.defaultMs;
-    const read = durationMs(setting, rule);
-    if ('ms' in read) return read.ms;
-    problems.push(read.problem);
-    return rule.defaultMs;
-  };
-  const authDurationMs = duration('authDuration');
-  const refreshDurationMs = duration('refreshDuration');
-  if (refreshDurationMs < authDurationMs) {
-    problems.push(
-      `${layered.refreshDuration?.source ?? 'SKY_REFRESH_DURATION'}: the refresh lifetime must be at least the token lifetime (CONCOURSE_AUTH_DURATION)`,
-    );
+  if (settings) {
+    const callback = callbackUrl({ externalUrl: withoutSlash(settings.externalUrl) });
+    if (redirectUri && redirectUri.value !== callback) {
+      problems.push(
+        `dex connector redirectURI '${redirectUri.value}' does not match the callback URL '${callback}' (external URL + /sky/issuer/callback)`,
+      );
+    }
   }
-  const outageGraceMs = duration('outageGrace');
-  const replicaWaitMs = duration('replicaWait');
-  const shutdownGraceMs = duration('shutdownGrace');
-  const redisChecks = layered.redisChecks?.value ?? 'strict';
-  if (redisChecks !== 'strict' && redisChecks !== 'warn') {
-    problems.push(
-      `${layered.redisChecks?.source}: '${String(redisChecks).slice(0, 20)}' is not strict or warn`,
-    );
-  }
+  if (problems.length > 0 || settings === null) throw invalid(problems);
 
-  const groupsMaxAgeMs = duration('groupsMaxAge');
-  const automationTokenMaxDurationMs = duration('automationTokenMaxDuration');
-  const auditRetentionMs = duration('auditRetention');
-  const auditMaxEvents = layered.auditMaxEvents?.value ?? 100_000;
-  if (!Number.isInteger(auditMaxEvents) || auditMaxEvents < 100 || auditMaxEvents > 10_000_000) {
-    problems.push(
-      `${layered.auditMaxEvents?.source}: the most audit events kept must be an integer 100-10000000`,
-    );
-  }
-
-  const rateLimitPerMinute = layered.rateLimit?.value.perMinute ?? 60;
-  if (!Number.isInteger(rateLimitPerMinute) || rateLimitPerMinute < 0 || rateLimitPerMinute > 100_000) {
-    problems.push(
-      `${layered.rateLimit?.source}: requests a minute must be an integer 0-100000 (0 = no limit)`,
-    );
-  }
-
-  const redis = layered.redis?.value ?? null;
-  if (redis && [redis.url, redis.cluster, redis.sentinel].filter((v) => v !== undefined).length > 1)
-    problems.push(`${layered.redis?.source}: choose one of a URL, a Cluster and a Sentinel`);
-  if (redis?.url && !/^rediss?:\/\//.test(redis.url))
-    problems.push(`${layered.redis?.source}: must be a redis:// or rediss:// URL`);
-
-  const keyPrefix = layered.keyPrefix?.value ?? 'sky:';
-  if (!/^[^\s{}]{1,64}$/.test(keyPrefix))
-    problems.push(`${layered.keyPrefix?.source}: 1-64 characters without spaces or braces`);
-  const audience = layered.audience?.value ?? 'sky';
-  if (audience === '') problems.push(`${layered.audience?.source}: must not be empty`);
-  const logLevel = layered.logLevel?.value ?? 'info';
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
-    problems.push(
-      `${layered.logLevel?.source}: unknown log level '${logLevel.slice(0, 20)}' (use fatal, error, warn, info, debug, trace or silent)`,
-    );
-  }
-
-  const callback = `${externalUrl}/sky/issuer/callback`;
-  if (layered.redirectUri && external && layered.redirectUri.value !== callback) {
-    problems.push(
-      `dex connector redirectURI '${layered.redirectUri.value}' does not match the callback URL '${callback}' (external URL + /sky/issuer/callback)`,
-    );
-  }
-  if (problems.length > 0) throw invalid(problems);
-
+  const externalUrl = withoutSlash(settings.externalUrl);
   const core: CoreConfig = {
     externalUrl,
-    mountPath,
-    bindIp: layered.bindIp?.value ?? '0.0.0.0',
-    bindPort: bindPort.value,
-    clusterName: layered.clusterName?.value ?? '',
+    mountPath: settings.externalUrl.pathname.replace(/\/+$/, ''),
+    bindIp: settings.bindIp,
+    bindPort: settings.bindPort,
+    clusterName: settings.clusterName,
     mainTeam,
     signingKeyPem,
     previousKeyPems,
-    authDurationMs,
-    refreshDurationMs,
-    cookieSecure: layered.cookieSecure?.value ?? externalUrl.startsWith('https:'),
-    outageGraceMs,
-    replicaWaitMs,
-    redisChecks,
-    shutdownGraceMs,
-    groupsMaxAgeMs,
-    automationTokenMaxDurationMs,
-    auditRetentionMs,
-    auditMaxEvents,
-    rateLimitPerMinute,
-    redis,
-    keyPrefix,
-    audience,
-    logLevel,
+    authDurationMs: settings.authDuration,
+    refreshDurationMs: settings.refreshDuration,
+    cookieSecure: settings.cookieSecure,
+    outageGraceMs: settings.outageGrace,
+    replicaWaitMs: settings.replicaWait,
+    redisChecks: settings.redisChecks,
+    shutdownGraceMs: settings.shutdownGrace,
+    groupsMaxAgeMs: settings.groupsMaxAge,
+    automationTokenMaxDurationMs: settings.automationTokenMaxDuration,
+    auditRetentionMs: settings.auditRetention,
+    auditMaxEvents: settings.auditMaxEvents,
+    rateLimitPerMinute: settings.rateLimit.perMinute,
+    redis: settings.redis ?? null,
+    keyPrefix: settings.keyPrefix,
+    audience: settings.audience,
+    logLevel: settings.logLevel,
   };
   return { ...core, ...connectors };
 }

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { SkyError } from '../errors';
 
 /**
@@ -16,6 +17,31 @@ export interface Sourced<T> {
 export type SourcedFields = Record<string, Sourced<unknown> | undefined>;
 
 const invalid = (message: string): SkyError => new SkyError('invalid_config', message);
+
+/** Where a setting of an options schema comes from besides the option itself (registered on its field). */
+export interface SettingMeta {
+  /** Concourse's variable for this setting. */
+  env?: string;
+  /** Its key in a dex connector's `config:`, or, with `dexEntry`, in the connector's entry (`name`). */
+  dex?: string;
+  dexEntry?: boolean;
+  /** How a variable's text (and a dex value) is read: as it is (default), a number, a boolean, a list. */
+  read?: 'number' | 'boolean' | 'list';
+}
+
+/**
+ * The sources of each field of an options schema: `field: z.string().register(SETTINGS, { env: … })`.
+ * The environment and dex readers derive their mapping from it, so a setting is declared once.
+ */
+export const SETTINGS = z.registry<SettingMeta>();
+
+/** A schema's fields with their registered sources (fields without any are left out). */
+function registered(shape: z.ZodRawShape): [field: string, meta: SettingMeta][] {
+  return Object.entries(shape).flatMap(([field, schema]) => {
+    const meta = SETTINGS.get(schema);
+    return meta ? [[field, meta] as [string, SettingMeta]] : [];
+  });
+}
 
 /** A comma-separated list, trimmed, empty items dropped. */
 export const list = (value: string): string[] =>
@@ -59,6 +85,23 @@ export class EnvSource {
   boolean(name: string): Sourced<boolean> | undefined {
     const v = this.string(name);
     return v && { value: parseBoolean(v.value, name), source: name };
+  }
+
+  /** The fields of `shape` that have a variable (SETTINGS), each read by its kind. */
+  fields(shape: z.ZodRawShape): SourcedFields {
+    const fields: SourcedFields = {};
+    for (const [field, { env, read }] of registered(shape)) {
+      if (env === undefined) continue;
+      fields[field] =
+        read === 'number'
+          ? this.number(env)
+          : read === 'boolean'
+            ? this.boolean(env)
+            : read === 'list'
+              ? this.list(env)
+              : this.string(env);
+    }
+    return fields;
   }
 }
 
@@ -112,6 +155,21 @@ export class DexConnectorSource {
       ? { value: this.entry.name, source: `${this.at}.name` }
       : undefined;
   }
+
+  /** The fields of `shape` that have a dex key (SETTINGS), each read by its kind. */
+  fields(shape: z.ZodRawShape): SourcedFields {
+    const fields: SourcedFields = {};
+    for (const [field, { dex, dexEntry, read }] of registered(shape)) {
+      if (dex === undefined) continue;
+      if (dexEntry) {
+        if (dex === 'name') fields[field] = this.name();
+        continue;
+      }
+      fields[field] =
+        read === 'boolean' ? this.boolean(dex) : read === 'list' ? this.list(dex) : this.string(dex);
+    }
+    return fields;
+  }
 }
 
 /** A whole dex YAML document, for settings dex keeps outside `connectors:` (its `staticPasswords`). */
@@ -135,22 +193,55 @@ export function optionFields<T extends object>(
   return fields;
 }
 
-/** An http(s) URL without credentials, query or fragment (and without a path unless `allowPath`). */
-export function httpUrl(s: Sourced<string>, problems: string[], allowPath: boolean): URL | null {
-  let url: URL;
-  try {
-    url = new URL(s.value);
-  } catch {
-    problems.push(`${s.source}: '${s.value.slice(0, 100)}' is not an absolute URL`);
-    return null;
+/**
+ * Settings merged from several sources, parsed with their schema (its defaults, refinements and
+ * transforms): each problem is named by the source of the value it is about (`CONCOURSE_AUTH_DURATION:
+ * …`), or by `fallback` for a value that was not set. null when any value is bad (the problems say why).
+ */
+export function parseSourced<S extends z.ZodType>(
+  schema: S,
+  fields: SourcedFields,
+  problems: string[],
+  fallback: (field: string) => string | undefined = () => undefined,
+): z.output<S> | null {
+  const raw = Object.fromEntries(
+    Object.entries(fields).flatMap(([field, v]) => (v === undefined ? [] : [[field, v.value]])),
+  );
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) {
+    const field = String(issue.path[0] ?? '');
+    const source = fields[field]?.source ?? fallback(field);
+    problems.push(source ? `${source}: ${issue.message}` : issue.message);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    problems.push(`${s.source}: must be an http or https URL`);
-  else if (url.username || url.password || url.search || url.hash)
-    problems.push(`${s.source}: must not carry credentials, a query or a fragment`);
-  else if (!allowPath && url.pathname !== '/') problems.push(`${s.source}: must not have a path`);
-  else return url;
   return null;
 }
+
+/**
+ * A zod transform to an http(s) URL without credentials, query or fragment (and without a path unless
+ * `allowPath`), the value quoted when it is not a URL at all.
+ */
+export const httpUrl =
+  (allowPath: boolean) =>
+  (value: string, ctx: z.RefinementCtx): URL => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `'${value.slice(0, 100)}' is not an absolute URL` });
+      return z.NEVER;
+    }
+    const problem =
+      url.protocol !== 'http:' && url.protocol !== 'https:'
+        ? 'must be an http or https URL'
+        : url.username || url.password || url.search || url.hash
+          ? 'must not carry credentials, a query or a fragment'
+          : !allowPath && url.pathname !== '/'
+            ? 'must not have a path'
+            : null;
+    if (problem === null) return url;
+    ctx.addIssue({ code: 'custom', message: problem });
+    return z.NEVER;
+  };
 
 export const withoutSlash = (url: URL): string => url.href.replace(/\/+$/, '');
