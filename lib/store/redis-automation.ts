@@ -1,11 +1,9 @@
-import type { Cluster, Redis } from 'ioredis';
 import type { StoreEvent } from './events';
 import { guarded } from './guarded';
 import type { Keys } from './keys';
 import type { RedisDurability } from './redis-durability';
 import type { AuditRecords, AutomationTokenRecords } from './records';
-
-type Client = Redis | Cluster;
+import type { RedisClient } from './redis-connect';
 
 /* KEYS: tokens, the team's names, teams. ARGV: name, id, json, team, channel, event. 0: the name is taken. */
 const CREATE = `
@@ -31,7 +29,7 @@ return json or ''
 
 export class RedisAutomationTokenRecords implements AutomationTokenRecords {
   constructor(
-    private readonly client: Client,
+    private readonly client: RedisClient,
     private readonly keys: Keys,
     private readonly durability: RedisDurability,
   ) {}
@@ -128,7 +126,7 @@ export class RedisAutomationTokenRecords implements AutomationTokenRecords {
 
 export class RedisAuditRecords implements AuditRecords {
   constructor(
-    private readonly client: Client,
+    private readonly client: RedisClient,
     private readonly keys: Keys,
   ) {}
 

@@ -4,8 +4,7 @@ import { SkyError } from '../errors';
 import type { ClockReading } from '../clock';
 import { guarded } from './guarded';
 import type { StoreRequirements } from './records';
-
-type Client = Redis | Cluster;
+import type { RedisClient } from './redis-connect';
 
 /** A write Redis took but no replica confirmed in time: not reported as done (it may still take effect). */
 export class UnconfirmedWrite extends SkyError {
@@ -21,7 +20,7 @@ export class UnconfirmedWrite extends SkyError {
 const WRITERS = 4;
 
 /** The connection of `client` that holds `key`: WAIT counts the writes of the connection it runs on. */
-function nodeOf(client: Client, key: string): Redis | undefined {
+function nodeOf(client: RedisClient, key: string): Redis | undefined {
   if (!(client instanceof Cluster)) return client;
   const owner = client.slots[calculateSlot(key)]?.[0];
   return client.nodes('master').find((node) => nameOf(node) === owner);
@@ -54,11 +53,11 @@ export class RedisDurability {
   /** Master ("host:port") → replicas it reported at the last count. */
   private replicas = new Map<string, number>();
   /** Connections of their own for acknowledged writes: WAIT blocks the connection it runs on. */
-  private readonly writers: Client[] = [];
+  private readonly writers: RedisClient[] = [];
   private nextWriter = 0;
 
   constructor(
-    private readonly client: Client,
+    private readonly client: RedisClient,
     /** SKY_REDIS_REPLICA_WAIT: how long one write waits for a replica; 0 = never waits. */
     private readonly waitMs: number,
   ) {
@@ -66,7 +65,7 @@ export class RedisDurability {
     client.on('ready', () => void this.recount().catch(() => undefined));
   }
 
-  private masters(client: Client = this.client): Redis[] {
+  private masters(client: RedisClient = this.client): Redis[] {
     return client instanceof Cluster ? client.nodes('master') : [client];
   }
 
@@ -133,7 +132,7 @@ export class RedisDurability {
    * master with none: then there is nothing to wait for); still some, the write is not reported as
    * done (UnconfirmedWrite, 503).
    */
-  async acknowledged<T>(what: string, key: string, write: (client: Client) => Promise<T>): Promise<T> {
+  async acknowledged<T>(what: string, key: string, write: (client: RedisClient) => Promise<T>): Promise<T> {
     if (this.waitMs === 0 || !this.hasReplicas(key)) return write(this.client);
     const writer = this.writer();
     const result = await write(writer);
@@ -146,7 +145,7 @@ export class RedisDurability {
   }
 
   /** Round robin over a few writers, made on first need; their command timeout allows for the wait. */
-  private writer(): Client {
+  private writer(): RedisClient {
     if (this.writers.length < WRITERS) {
       const commandTimeout = this.waitMs + 5_000;
       const writer =
@@ -160,7 +159,7 @@ export class RedisDurability {
       return writer;
     }
     this.nextWriter = (this.nextWriter + 1) % this.writers.length;
-    return this.writers[this.nextWriter] as Client;
+    return this.writers[this.nextWriter] as RedisClient;
   }
 
   close(): void {

@@ -1,9 +1,9 @@
-import type { Cluster, Redis } from 'ioredis';
 import { parseStoreEvent, type StoreEvent } from './events';
 import { guarded } from './guarded';
 import type { Keys } from './keys';
 import type { RedisDurability } from './redis-durability';
 import type { FamilyState, GrantRecords } from './records';
+import type { RedisClient } from './redis-connect';
 
 /*
  * A family hash holds `sub`, `hash` (its current token) and `used`: the last SPENT_KEPT tokens it spent,
@@ -110,11 +110,9 @@ return 0
 /** How many spent refresh tokens a family remembers for reuse detection (a bounded record). */
 const SPENT_KEPT = 16;
 
-type Client = Redis | Cluster;
-
 export class RedisGrantRecords implements GrantRecords {
   constructor(
-    private readonly client: Client,
+    private readonly client: RedisClient,
     private readonly keys: Keys,
     private readonly durability: RedisDurability,
   ) {}

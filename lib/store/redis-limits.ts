@@ -1,4 +1,4 @@
-import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from './redis-connect';
 import { guarded } from './guarded';
 import type { Keys } from './keys';
 import type { RateLimitRecords } from './records';
@@ -12,7 +12,7 @@ return {count, redis.call('PTTL', KEYS[1])}
 
 export class RedisRateLimitRecords implements RateLimitRecords {
   constructor(
-    private readonly client: Redis | Cluster,
+    private readonly client: RedisClient,
     private readonly keys: Keys,
   ) {}
 

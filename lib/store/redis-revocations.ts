@@ -1,9 +1,9 @@
-import type { Cluster, Redis } from 'ioredis';
 import type { StoreEvent } from './events';
 import { guarded, isFull } from './guarded';
 import type { Keys } from './keys';
 import { UnconfirmedWrite, type RedisDurability } from './redis-durability';
 import type { RevocationCounts, RevocationCutoffs, RevocationRecords, RevocationSnapshot } from './records';
+import type { RedisClient } from './redis-connect';
 
 /* KEYS: revoked users. ARGV: subject, not-before. Stores and returns the later of the old and new time. */
 const REVOKE_USER = `
@@ -31,8 +31,6 @@ end
 return redis.call('HGETALL', KEYS[1])
 `;
 
-type Client = Redis | Cluster;
-
 /** Pairs of a flat [k, v, k, v …] answer (ZRANGE … WITHSCORES, HGETALL). */
 function pairs(flat: string[]): [string, number][] {
   const out: [string, number][] = [];
@@ -42,7 +40,7 @@ function pairs(flat: string[]): [string, number][] {
 
 export class RedisRevocationRecords implements RevocationRecords {
   constructor(
-    private readonly client: Client,
+    private readonly client: RedisClient,
     private readonly keys: Keys,
     private readonly durability: RedisDurability,
   ) {}
@@ -60,7 +58,7 @@ export class RedisRevocationRecords implements RevocationRecords {
   private async write(
     what: string,
     key: string,
-    work: (client: Client) => Promise<unknown>,
+    work: (client: RedisClient) => Promise<unknown>,
     event: () => StoreEvent,
   ): Promise<void> {
     try {

@@ -1,11 +1,11 @@
-import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from './redis-connect';
 import { guarded } from './guarded';
 import type { Keys } from './keys';
 import type { SingleUseRecords } from './records';
 
 export class RedisSingleUseRecords implements SingleUseRecords {
   constructor(
-    private readonly client: Redis | Cluster,
+    private readonly client: RedisClient,
     private readonly keys: Keys,
   ) {}
 
