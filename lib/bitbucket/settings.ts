@@ -46,6 +46,15 @@ const credential = (variable: string, option: string, other: string) =>
         : 'must be a string',
   });
 
+/** A base URL (no trailing slash), checked, with its default and its variable. */
+const baseUrl = (defaultUrl: string, variable: string) =>
+  z
+    .string()
+    .default(defaultUrl)
+    .transform(httpUrl(true))
+    .transform(withoutSlash)
+    .register(SETTINGS, { env: `${ENV}${variable}` });
+
 /**
  * sky()'s `bitbucketCloud` option: the one definition of its shape, defaults and checks, and of the
  * variables and dex keys each field comes from. Not strict: a resolved config (the fake's
@@ -63,19 +72,9 @@ const shape = {
   /** What the login page calls it (dex's connector `name`). */
   name: z.string().default('Bitbucket Cloud').register(SETTINGS, { dex: 'name', dexEntry: true }),
   /** Base of the OAuth endpoints. */
-  webUrl: z
-    .string()
-    .default('https://bitbucket.org')
-    .transform(httpUrl(true))
-    .transform(withoutSlash)
-    .register(SETTINGS, { env: `${ENV}WEB_URL` }),
+  webUrl: baseUrl('https://bitbucket.org', 'WEB_URL'),
   /** Base of the REST API. */
-  apiUrl: z
-    .string()
-    .default('https://api.bitbucket.org')
-    .transform(httpUrl(true))
-    .transform(withoutSlash)
-    .register(SETTINGS, { env: `${ENV}API_URL` }),
+  apiUrl: baseUrl('https://api.bitbucket.org', 'API_URL'),
   /** Workspaces allowed to log in (dex's `teams`), lower-cased; empty: anyone with a Bitbucket account. */
   teams: z
     .array(z.string())

@@ -81,11 +81,7 @@ export function applyDexYaml(layered: Layered, file: string, env: Record<string,
     const config = e['config'];
     if (typeof config !== 'object' || config === null || Array.isArray(config))
       return fail(`${at}.config must be a mapping`);
-    const source = new DexConnectorSource(
-      { name: e['name'], config: config as Record<string, unknown> },
-      at,
-      env,
-    );
+    const source = new DexConnectorSource({ ...e, config: config as Record<string, unknown> }, at, env);
     const redirectUri = source.string('redirectURI');
     if (redirectUri) layered.redirectUri = redirectUri;
     merge(module.settings.key, dex.fromConnector(source));

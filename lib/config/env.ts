@@ -21,7 +21,6 @@ function hostPort(value: string, source: string): { host: string; port: number }
  */
 export function applyEnv(layered: Layered, environment: Record<string, string | undefined>): void {
   const env = new EnvSource(environment);
-  const get = (name: string): string | undefined => env.raw(name);
   const str = (name: string, set: (value: Sourced<string>) => void): void => {
     const v = env.string(name);
     if (v !== undefined) set(v);
@@ -63,8 +62,8 @@ export function applyEnv(layered: Layered, environment: Record<string, string | 
   str('SKY_REDIS_CLUSTER', (v) => {
     layered.redis = { value: { cluster: list(v.value).map((n) => hostPort(n, v.source)) }, source: v.source };
   });
-  const sentinels = get('SKY_REDIS_SENTINELS');
-  const sentinelName = get('SKY_REDIS_SENTINEL_NAME');
+  const sentinels = env.raw('SKY_REDIS_SENTINELS');
+  const sentinelName = env.raw('SKY_REDIS_SENTINEL_NAME');
   if (sentinels !== undefined || sentinelName !== undefined) {
     if (sentinels === undefined || sentinelName === undefined) {
       throw new SkyError(
@@ -72,7 +71,7 @@ export function applyEnv(layered: Layered, environment: Record<string, string | 
         `invalid sky configuration: ${sentinels === undefined ? 'SKY_REDIS_SENTINELS' : 'SKY_REDIS_SENTINEL_NAME'} is missing while ${sentinels === undefined ? 'SKY_REDIS_SENTINEL_NAME' : 'SKY_REDIS_SENTINELS'} is set (Sentinel needs both)`,
       );
     }
-    const sentinelPassword = get('SKY_REDIS_SENTINEL_PASSWORD');
+    const sentinelPassword = env.raw('SKY_REDIS_SENTINEL_PASSWORD');
     layered.redis = {
       value: {
         sentinel: {
@@ -84,7 +83,7 @@ export function applyEnv(layered: Layered, environment: Record<string, string | 
       source: 'SKY_REDIS_SENTINELS',
     };
   }
-  const password = get('SKY_REDIS_PASSWORD');
+  const password = env.raw('SKY_REDIS_PASSWORD');
   if (password !== undefined && layered.redis) {
     layered.redis = { ...layered.redis, value: { ...layered.redis.value, password } };
   }

@@ -204,14 +204,14 @@ export const settingsSchema = z
     return { ...s, externalUrl, cookieSecure: s.cookieSecure ?? externalUrl.protocol === 'https:' };
   });
 
+/** sky's own settings, for the readers of their registered variables (SETTINGS). */
+export const CORE_SHAPE: z.ZodRawShape = coreShape;
+
 /** The variable a setting of sky's own comes from (for a problem about a value that was not set). */
 export function variableOf(field: string): string | undefined {
-  const schema = (coreShape as z.ZodRawShape)[field];
+  const schema = CORE_SHAPE[field];
   return schema && SETTINGS.get(schema)?.env;
 }
-
-/** sky's own settings that come from one variable each, with how to read it. */
-export const CORE_SHAPE: z.ZodRawShape = coreShape;
 
 /**
  * Programmatic options of sky(): sky's own, each connector's (its part of the schema is the

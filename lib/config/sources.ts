@@ -22,11 +22,11 @@ const invalid = (message: string): SkyError => new SkyError('invalid_config', me
 export interface SettingMeta {
   /** Concourse's variable for this setting. */
   env?: string;
-  /** Its key in a dex connector's `config:`, or, with `dexEntry`, in the connector's entry (`name`). */
+  /** Its key in a dex connector's `config:`, or, with `dexEntry`, in the connector's entry itself (`name`). */
   dex?: string;
   dexEntry?: boolean;
   /** How a variable's text (and a dex value) is read: as it is (default), a number, a boolean, a list. */
-  read?: 'number' | 'boolean' | 'list';
+  read?: 'string' | 'number' | 'boolean' | 'list';
 }
 
 /**
@@ -90,16 +90,8 @@ export class EnvSource {
   /** The fields of `shape` that have a variable (SETTINGS), each read by its kind. */
   fields(shape: z.ZodRawShape): SourcedFields {
     const fields: SourcedFields = {};
-    for (const [field, { env, read }] of registered(shape)) {
-      if (env === undefined) continue;
-      fields[field] =
-        read === 'number'
-          ? this.number(env)
-          : read === 'boolean'
-            ? this.boolean(env)
-            : read === 'list'
-              ? this.list(env)
-              : this.string(env);
+    for (const [field, { env, read = 'string' }] of registered(shape)) {
+      if (env !== undefined) fields[field] = this[read](env);
     }
     return fields;
   }
@@ -107,12 +99,12 @@ export class EnvSource {
 
 /**
  * One entry of a dex YAML's `connectors:` list, as a connector reads it: `config:` keys (a string value
- * `$NAME` is read from the environment, as dex does), and the entry's `name`. Every value's source is
- * its YAML path (`dex.yaml: connectors[0].config.clientID`).
+ * `$NAME` is read from the environment, as dex does), and the entry's own keys (`name`). Every value's
+ * source is its YAML path (`dex.yaml: connectors[0].config.clientID`).
  */
 export class DexConnectorSource {
   constructor(
-    private readonly entry: { name?: unknown; config: Record<string, unknown> },
+    private readonly entry: Record<string, unknown> & { config: Record<string, unknown> },
     /** The YAML path of the entry: `dex.yaml: connectors[0]`. */
     readonly at: string,
     private readonly env: Record<string, string | undefined>,
@@ -149,11 +141,10 @@ export class DexConnectorSource {
     return { value: raw, source: this.path(key) };
   }
 
-  /** The entry's `name` (what dex's login page calls the connector). */
-  name(): Sourced<string> | undefined {
-    return typeof this.entry.name === 'string'
-      ? { value: this.entry.name, source: `${this.at}.name` }
-      : undefined;
+  /** A text key of the entry itself, beside `config:` (dex's `name`: what its login page shows). */
+  entryString(key: string): Sourced<string> | undefined {
+    const raw = this.entry[key];
+    return typeof raw === 'string' ? { value: raw, source: `${this.at}.${key}` } : undefined;
   }
 
   /** The fields of `shape` that have a dex key (SETTINGS), each read by its kind. */
@@ -161,12 +152,11 @@ export class DexConnectorSource {
     const fields: SourcedFields = {};
     for (const [field, { dex, dexEntry, read }] of registered(shape)) {
       if (dex === undefined) continue;
-      if (dexEntry) {
-        if (dex === 'name') fields[field] = this.name();
-        continue;
-      }
-      fields[field] =
-        read === 'boolean' ? this.boolean(dex) : read === 'list' ? this.list(dex) : this.string(dex);
+      fields[field] = dexEntry
+        ? this.entryString(dex)
+        : read === 'boolean' || read === 'list'
+          ? this[read](dex)
+          : this.string(dex);
     }
     return fields;
   }
