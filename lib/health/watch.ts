@@ -1,7 +1,7 @@
 import { type Clock, SKEW_WARN_MS } from '../clock';
 import { SkyError } from '../errors';
 import type { Logger } from '../log';
-import { UnconfirmedWrite, type Store, type StoreEvent } from '../store';
+import { UnconfirmedWrite, type LossKind, type LossMarks, type Store, type StoreEvent } from '../store';
 import type { TeamAuth } from '../teams/auth';
 import type { TeamStore } from '../teams/store';
 import type { Revocations } from '../tokens/revocations';
@@ -19,11 +19,12 @@ const SKEW_REPEAT_MS = 10 * 60_000;
 const LOSS_HOLD_MS = 10_000;
 
 /** The reason /readyz gives for each kind of loss. */
-const LOSS = {
+const LOSS: Record<LossKind, string> = {
   teams:
     'Redis lost the team configs (team main was gone): main is written again; restore the other teams from a backup',
   revocations: 'Redis lost revocations: the nodes write back the ones they know',
-} as const;
+};
+const LOSS_KINDS = Object.keys(LOSS) as LossKind[];
 
 /** What /readyz answers: `degraded` still serves (it is the node that knows); `unavailable` does not. */
 export interface Readiness {
@@ -59,6 +60,8 @@ export class StoreWatch {
   /** Reasons the node is degraded: losses it found (→ when), and what Redis's settings risk. */
   private readonly losses = new Map<string, number>();
   private risks: string[] = [];
+  /** The loss marks in the store at this node's last look (a new one: a loss another node reported). */
+  private marks: LossMarks = {};
 
   constructor(private readonly options: StoreWatchOptions) {}
 
@@ -70,6 +73,7 @@ export class StoreWatch {
     await this.syncClock();
     await this.writeMain();
     await revocations.load();
+    this.marks = await store.lossMarks(); // losses before this node started are not its to report
     this.lastSync = Date.now();
     this.started = true;
     this.timer ??= setInterval(() => void this.check(), CHECK_EVERY_MS);
@@ -174,6 +178,7 @@ export class StoreWatch {
       await this.options.revocations.catchUp();
       await this.checkTeams();
       await this.checkRevocations();
+      await this.checkMarks();
       if (Date.now() - this.lastSync >= SYNC_EVERY_MS) {
         this.lastSync = Date.now();
         await this.syncClock();
@@ -197,7 +202,7 @@ export class StoreWatch {
     );
     teams.handle({ type: 'resync' });
     await this.writeMain();
-    await store.reportLoss('teams');
+    this.marks.teams = await store.reportLoss('teams');
   }
 
   private async checkRevocations(): Promise<void> {
@@ -210,11 +215,25 @@ export class StoreWatch {
     const written = await revocations.heal();
     metrics.revocationsRestored.inc(written);
     log.error({ written }, 'revocations written back to Redis');
-    await store.reportLoss('revocations');
+    this.marks.revocations = await store.reportLoss('revocations');
+  }
+
+  /**
+   * A loss another node reported since this node's last look. Its event is the fast way to hear it; the
+   * mark is the way that cannot be missed: after a restart of Redis the node that reconnects first heals
+   * before the others have subscribed again, and their own checks then find the store whole.
+   */
+  private async checkMarks(): Promise<void> {
+    const marks = await this.options.store.lossMarks();
+    for (const kind of LOSS_KINDS) {
+      const mark = marks[kind];
+      if (mark !== undefined && mark !== this.marks[kind]) this.heardLoss(kind);
+    }
+    this.marks = marks;
   }
 
   /** A loss found here or by another node: counted and logged once per episode, degraded meanwhile. */
-  private lost(kind: keyof typeof LOSS): boolean {
+  private lost(kind: LossKind): boolean {
     const first = !this.losses.has(LOSS[kind]);
     if (first) this.options.metrics.dataLoss.inc({ kind });
     this.losses.set(LOSS[kind], Date.now());
@@ -222,7 +241,7 @@ export class StoreWatch {
     return first;
   }
 
-  private heardLoss(kind: keyof typeof LOSS): void {
+  private heardLoss(kind: LossKind): void {
     if (!this.started || !this.lost(kind)) return;
     this.options.log.error(
       `another node found Redis missing ${kind === 'teams' ? 'the team configs' : 'revocations'} and wrote back what it knew: ${LOSS[kind]}`,

@@ -50,7 +50,9 @@ export const localUsers: ConnectorModuleOf<typeof localSettings> = {
       if (!user) throw refused();
       return identityOf(user);
     };
-    const plain = configured.filter((u) => u.plain).map((u) => u.name);
+    const plain = new Map<string, string[]>(); // where → the users whose password it gives in plain text
+    for (const { name, plainIn } of configured)
+      if (plainIn !== null) plain.set(plainIn, [...(plain.get(plainIn) ?? []), name]);
     return {
       strategy: new LocalStrategy((username, password, done) => {
         check(username, password).then(
@@ -67,12 +69,10 @@ export const localUsers: ConnectorModuleOf<typeof localSettings> = {
           throw new SkyError('invalid_grant', 'this local user is no longer configured: log in again');
         return identityOf(user);
       },
-      warnings:
-        plain.length === 0
-          ? []
-          : [
-              `CONCOURSE_ADD_LOCAL_USER gives the password of ${plain.join(', ')} in plain text: give a bcrypt hash instead (htpasswd -nbBC 10 NAME PASSWORD prints name:hash)`,
-            ],
+      warnings: [...plain].map(
+        ([source, users]) =>
+          `${source} gives the password of ${users.join(', ')} in plain text: give a bcrypt hash instead (htpasswd -nbBC 10 NAME PASSWORD prints name:hash)`,
+      ),
     };
   },
 };

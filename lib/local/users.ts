@@ -6,8 +6,8 @@ import { asciiLower } from '../teams/auth';
 export interface LocalUser {
   name: string;
   hash: string;
-  /** The password was given in plain text (start-up warns). */
-  plain: boolean;
+  /** Where the password was given in plain text (the start-up warning names it); null: a bcrypt hash. */
+  plainIn: string | null;
 }
 
 /** Concourse's own shape: `name:password` or `name:$2a$…` (bcrypt), comma-separated. */
@@ -58,7 +58,7 @@ export function parseLocalUsers(entries: readonly string[], source: string): Loc
       throw invalid(`${source}: the password of '${name}' looks like a bcrypt hash but is not a whole one`);
     }
     const hash = hashed ? secret : bcrypt.hashSync(secret.normalize('NFC'), COST);
-    users.set(name, { name, hash, plain: !hashed });
+    users.set(name, { name, hash, plainIn: hashed ? null : source });
   }
   return [...users.values()];
 }

@@ -1,3 +1,5 @@
+import type { LossKind } from './records';
+
 /** What one node tells every node (Redis pub/sub, or an in-process emitter for the embedded default). */
 export type StoreEvent =
   /** A team was written (`config`: its JSON) or deleted (`config`: null); older nodes sent no config. */
@@ -10,7 +12,7 @@ export type StoreEvent =
   /** A user's groups were read upstream again (SKY_GROUPS_MAX_AGE). */
   | { type: 'groups'; sub: string; groups: string[]; readAt: number }
   /** A node found Redis missing data it knew and wrote back what it could (every node reports it). */
-  | { type: 'data-loss'; kind: 'teams' | 'revocations' }
+  | { type: 'data-loss'; kind: LossKind }
   /** The subscription is lost: from now on other nodes' changes may be missed. */
   | { type: 'lost' }
   /** The subscription was lost and is back: events may have been missed, so caches must be rebuilt. */

@@ -10,6 +10,8 @@ export type {
   AutomationTokenRecords,
   FamilyState,
   GrantRecords,
+  LossKind,
+  LossMarks,
   Principals,
   RateLimitRecords,
   RevocationCounts,

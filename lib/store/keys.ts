@@ -121,6 +121,11 @@ export class Keys {
     return `${this.prefix}sess:`;
   }
 
+  /** Hash: kind of data lost (teams, revocations) → the mark of the last loss a node reported. */
+  get losses(): string {
+    return `${this.prefix}losses`;
+  }
+
   /** The pub/sub channel on which every node hears team changes and revocations. */
   get events(): string {
     return `${this.prefix}events`;

@@ -1,22 +1,24 @@
 import { TTLCache } from '@isaacs/ttlcache';
 import { Store as SessionStore, type SessionData } from 'express-session';
 import type { StoreEvent, StoreEventListener } from './events';
-import type {
-  AuditRecords,
-  AutomationTokenRecords,
-  FamilyState,
-  GrantRecords,
-  Principals,
-  RateLimitRecords,
-  RevocationCounts,
-  RevocationCutoffs,
-  RevocationRecords,
-  RevocationSnapshot,
-  SingleUseRecords,
-  Store,
-  TeamRecords,
-  WriteMode,
-  WriteOutcome,
+import {
+  lossMark,
+  type AuditRecords,
+  type AutomationTokenRecords,
+  type FamilyState,
+  type GrantRecords,
+  type LossMarks,
+  type Principals,
+  type RateLimitRecords,
+  type RevocationCounts,
+  type RevocationCutoffs,
+  type RevocationRecords,
+  type RevocationSnapshot,
+  type SingleUseRecords,
+  type Store,
+  type TeamRecords,
+  type WriteMode,
+  type WriteOutcome,
 } from './records';
 
 /** The embedded store, which can also say how much it holds (what its tests watch return to the start). */
@@ -50,6 +52,7 @@ export function createMemoryStore({
   const automationTokens = new MemoryAutomationTokenRecords(emit);
   const audit = new MemoryAuditRecords();
   const sessions = new MemorySessionStore(sessionTtlSeconds);
+  const lossMarks: LossMarks = {};
   const parts = [teams, revocations, grants, rateLimits, singleUse, automationTokens, audit, sessions];
   return {
     kind: 'memory',
@@ -57,7 +60,13 @@ export function createMemoryStore({
     start: () => Promise.resolve(),
     requirements: () => Promise.resolve({ problems: [], unchecked: [], replicas: 0 }),
     clockReading: () => null,
-    reportLoss: async (kind) => emit({ type: 'data-loss', kind }),
+    reportLoss: (kind) => {
+      const mark = lossMark();
+      lossMarks[kind] = mark;
+      emit({ type: 'data-loss', kind });
+      return Promise.resolve(mark);
+    },
+    lossMarks: () => Promise.resolve({ ...lossMarks }),
     teams,
     revocations,
     grants,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Store as SessionStore } from 'express-session';
 import type { ClockReading } from '../clock';
 import type { StoreEventListener } from './events';
@@ -158,6 +159,15 @@ export interface AuditRecords {
   read(sinceMs: number, before: string | null, count: number): Promise<[id: string, json: string][]>;
 }
 
+/** What a store can lose that the nodes write back (SPEC §8). */
+export type LossKind = 'teams' | 'revocations';
+
+/** The mark of the last loss of each kind a node reported, one per episode (absent: none on record). */
+export type LossMarks = Partial<Record<LossKind, string>>;
+
+/** A new loss mark: when, and a random id (two nodes reporting in the same millisecond differ). */
+export const lossMark = (): string => `${new Date().toISOString()} ${randomUUID()}`;
+
 /** What sky needs of its store (SPEC §8), as found on one start or reconnect. */
 export interface StoreRequirements {
   /** Settings under which the store can lose sky's keys: each names the server, the setting and the fix. */
@@ -187,8 +197,15 @@ export interface Store {
   requirements(): Promise<StoreRequirements>;
   /** One reading of the store's clock (Redis TIME); null for the embedded store (its clock is ours). */
   clockReading(): Promise<ClockReading> | null;
-  /** Tells every node (this one included) that Redis lost data of this kind (a `data-loss` event). */
-  reportLoss(kind: 'teams' | 'revocations'): Promise<void>;
+  /**
+   * Records that Redis lost data of this kind (a new mark, kept in Redis) and tells every node, this one
+   * included (a `data-loss` event); resolves to the mark. A node whose subscription was reconnecting
+   * misses the event and finds the mark instead (`lossMarks`), so a loss healed by another node before
+   * this node could see it is still reported on every node.
+   */
+  reportLoss(kind: LossKind): Promise<string>;
+  /** The marks of the last losses reported (what `reportLoss` wrote). */
+  lossMarks(): Promise<LossMarks>;
   /** Hear every node's changes (including this node's own). Returns an unsubscribe function. */
   subscribe(listener: StoreEventListener): () => void;
   close(): Promise<void>;

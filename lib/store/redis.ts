@@ -13,7 +13,7 @@ import { RedisGrantRecords } from './redis-grants';
 import { RedisRateLimitRecords } from './redis-limits';
 import { RedisRevocationRecords } from './redis-revocations';
 import { RedisSingleUseRecords } from './redis-single-use';
-import type { Store } from './records';
+import { lossMark, type Store } from './records';
 
 export { connectRedis } from './redis-connect';
 
@@ -100,7 +100,15 @@ export function createRedisStore(
     requirements: () => durability.check(),
     reportLoss: (kind) =>
       guarded('report a data loss', async () => {
+        const mark = lossMark();
+        await client.hset(keys.losses, kind, mark);
         await client.publish(keys.events, JSON.stringify({ type: 'data-loss', kind } satisfies StoreEvent));
+        return mark;
+      }),
+    lossMarks: () =>
+      guarded('read the data-loss marks', async () => {
+        const { teams, revocations } = await client.hgetall(keys.losses);
+        return { ...(teams && { teams }), ...(revocations && { revocations }) };
       }),
     clockReading: () => durability.time(),
     teams: new RedisTeamRecords(client, keys, durability),

@@ -346,7 +346,7 @@ describe('connector settings: each connector reads its own, from every source', 
       CONCOURSE_MAIN_TEAM_LOCAL_USER: 'admin',
     });
     expect(c.bitbucketCloud).toBeNull();
-    expect(c.localUsers).toEqual([{ name: 'admin', hash, plain: false }]);
+    expect(c.localUsers).toEqual([{ name: 'admin', hash, plainIn: null }]);
     expect(c.mainTeam).toEqual({ owner: { users: ['local:admin'], groups: [] } });
     expect(() => requireReady(c)).not.toThrow();
   });

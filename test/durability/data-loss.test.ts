@@ -337,3 +337,37 @@ test('Redis restarted without its data under load: the nodes reconnect, heal, an
     'restart without data: nodes that logged the loss': result.noticedBy,
   });
 });
+
+test('a loss another node reported while this node was not subscribed is found by its next check, not by a node started later', async () => {
+  const redis = await PrivateRedis.start();
+  cleanups.push(() => redis.stop());
+  const prefix = testPrefix();
+  const env = { REDIS_URL: redis.url, SKY_KEY_PREFIX: prefix, LOG_LEVEL: 'info', ...fakeBitbucketEnv(fake) };
+  const earlier = await startNode(env);
+  const readyz = async (node: NodeProcess): Promise<{ status: string; reasons: string[] }> =>
+    (await (await fetch(`${node.url}/readyz`)).json()) as { status: string; reasons: string[] };
+  expect((await readyz(earlier)).status).toBe('ready');
+
+  // What another node's reportLoss leaves in Redis when its event was published while this node's
+  // subscription was reconnecting: the mark, and no event this node heard.
+  await redis.command(['HSET', `${prefix}losses`, 'revocations', `${new Date().toISOString()} elsewhere`]);
+  await msUntil('the earlier node reports the loss', async () => lossErrors(earlier).length > 0, 3_000);
+  expect(lossErrors(earlier)).toEqual([
+    expect.stringMatching(/^another node found Redis missing revocations and wrote back what it knew/),
+  ]);
+  expect(await dataLossCount(earlier, 'revocations')).toBe(1);
+  expect(await readyz(earlier)).toEqual({
+    status: 'degraded',
+    reasons: [expect.stringMatching(/lost revocations/)],
+  });
+
+  // A node started afterwards finds the mark at start: that loss was before its time.
+  const later = await startNode(env);
+  await sleep(2_500);
+  expect(lossErrors(later)).toEqual([]);
+  expect(await dataLossCount(later, 'revocations')).toBe(0);
+  expect(await readyz(later)).toEqual({ status: 'ready', reasons: [] });
+  // Reported once: the mark is the same at every later check.
+  expect(lossErrors(earlier)).toHaveLength(1);
+  expect(await dataLossCount(earlier, 'revocations')).toBe(1);
+});

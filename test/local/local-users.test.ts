@@ -79,7 +79,8 @@ test('the login page lists both connectors: a Bitbucket Cloud button and a usern
 
 test('plain-text passwords get a start-up warning that names the user, never the password', () => {
   const warning = lines.find((l) => l.includes('in plain text'));
-  expect(warning).toContain('admin');
+  // It names where the password is (here the option; CONCOURSE_ADD_LOCAL_USER when the variable gives it).
+  expect(warning).toContain('option localUsers gives the password of admin in plain text');
   expect(warning).not.toContain('carol');
   expect(lines.join('\n')).not.toContain(ADMIN_PASSWORD);
 });

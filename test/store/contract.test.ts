@@ -537,8 +537,14 @@ describe.each([
     }
   });
 
-  it('tells every node of a data loss', async () => {
-    await store.reportLoss('teams');
+  it('tells every node of a data loss, and keeps a new mark of it for a node that missed the event', async () => {
+    const before = await store.lossMarks();
+    const mark = await store.reportLoss('teams');
     await hear((e) => e.type === 'data-loss' && e.kind === 'teams');
+    expect(mark).not.toBe(before.teams);
+    expect(await store.lossMarks()).toEqual({ ...before, teams: mark });
+    const again = await store.reportLoss('revocations');
+    expect(await store.lossMarks()).toEqual({ ...before, teams: mark, revocations: again });
+    expect(await store.reportLoss('teams')).not.toBe(mark);
   });
 });
