@@ -141,7 +141,10 @@ export interface ConnectorSettings<
 > {
   /** sky()'s option with these settings, and the field of the resolved Config that holds them. */
   readonly key: Key;
-  /** The option's shape: its part of sky's one options schema. */
+  /**
+   * The option's shape, its part of sky's one options schema. Nothing in it is required: what code
+   * leaves unset comes from the environment or the YAML, and `resolve` checks the merged whole.
+   */
   readonly schema: Schema;
   /** How to turn the connector on, for the message of a node that has none. */
   readonly howToEnable: string;

@@ -112,12 +112,14 @@ export type BitbucketFields = { [K in keyof Option]?: Sourced<NonNullable<Option
  */
 export const bitbucketSettings: ConnectorSettings<
   'bitbucketCloud',
-  typeof schema,
+  ReturnType<typeof schema.partial>,
   BitbucketFields,
   BitbucketCloudConfig
 > = {
   key: 'bitbucketCloud',
-  schema,
+  // In code every field may be left to the environment or the YAML (the credentials too); resolve()
+  // checks the merged whole with `schema`.
+  schema: schema.partial(),
   howToEnable: `${ENV}CLIENT_ID and ${ENV}CLIENT_SECRET (option bitbucketCloud)`,
   fromOption: (value) => optionFields(value, 'bitbucketCloud'),
   fromEnv: (env: EnvSource) => env.fields(shape),

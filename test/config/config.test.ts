@@ -387,6 +387,28 @@ describe('connector settings: each connector reads its own, from every source', 
     );
   });
 
+  test('a connector option may set some fields in code and leave the credentials to the environment', () => {
+    const env = {
+      CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID: 'env-id',
+      CONCOURSE_BITBUCKET_CLOUD_CLIENT_SECRET: 'env-secret',
+      CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER: 'alice',
+    };
+    expect(resolveConfig({ env, bitbucketCloud: { includeTeamGroups: true } }).bitbucketCloud).toMatchObject({
+      clientId: 'env-id',
+      clientSecret: 'env-secret',
+      includeTeamGroups: true,
+    });
+    // A credential that no source gives is named once, with the variable and the option that would.
+    expect(() =>
+      resolveConfig({
+        env: { CONCOURSE_MAIN_TEAM_BITBUCKET_CLOUD_USER: 'alice' },
+        bitbucketCloud: { clientSecret: 'code-secret' },
+      }),
+    ).toThrow(
+      'invalid sky configuration: CONCOURSE_BITBUCKET_CLOUD_CLIENT_ID (option bitbucketCloud.clientId) is missing while the client secret is set',
+    );
+  });
+
   test("dex's staticPasswords are local users (hash, base64 hash or hashFromEnv); errors name the YAML path", () => {
     const dex = file(
       'static.yaml',
