@@ -6,6 +6,7 @@
 import type { Strategy } from 'passport';
 import type { z } from 'zod';
 import type { DexConnectorSource, DexDocument, EnvSource, SourcedFields } from './config/sources';
+import type { SkyErrorCode } from './errors';
 import type { Metrics } from './health/metrics';
 import type { Logger } from './log';
 
@@ -55,6 +56,12 @@ export interface PkceStateStore {
     callback: (err: Error | null, handle?: string) => void,
   ): void;
   verify(req: import('express').Request, handle: string, callback: PkceVerified): void;
+}
+
+/** What a person reads on an error page: what happened (the title) and what to do next (the hint). */
+export interface PageText {
+  title: string;
+  hint: string;
 }
 
 /** What sky gives a connector to build its runtime part from. */
@@ -175,6 +182,13 @@ export interface ConnectorModule<
   /** 'redirect': a button that sends the browser to the provider; 'password': a form posted to sky. */
   readonly login: 'redirect' | 'password';
   readonly entries: ConnectorEntries;
+  /** What its groups are called in messages ("Bitbucket Cloud workspaces and groups"); connectors with groups. */
+  readonly groupsName?: string;
+  /**
+   * Error pages in the connector's words for the codes its login raises (its upstream's failures, a
+   * refused consent); every other code, and a connector without them, keeps sky's own text.
+   */
+  readonly pageText?: Partial<Record<SkyErrorCode, PageText>>;
   readonly settings: ConnectorSettings<Key, Schema, Fields, Resolved>;
   /** The runtime part, from the connector's resolved settings (called only when they are not null). */
   create(deps: ConnectorDeps, settings: Resolved): ConnectorRuntime;

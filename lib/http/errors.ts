@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { PageText } from '../connector';
 import { isSkyError, SkyError, type SkyErrorCode } from '../errors';
 import type { Metrics } from '../health/metrics';
 import { createLogger, type Logger } from '../log';
@@ -22,12 +23,12 @@ export function assignRequestId(req: Request, res: Response): string {
 /**
  * What a person reads on an error page for each code: the title says what happened, the hint what to
  * do next (the page offers "Log in again" and "Go to the start page" below it, or only the start page
- * where a login would not help: NO_LOGIN_OFFER).
+ * where a login would not help: NO_LOGIN_OFFER). A connector's own words for a code come first.
  */
-const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> = {
+const PAGE_TEXT: Partial<Record<SkyErrorCode, PageText>> = {
   access_denied: {
     title: 'Access was not granted',
-    hint: 'You are not logged in. To use this CI server, log in again and choose "Grant access" when Bitbucket Cloud asks.',
+    hint: 'You are not logged in. To use this CI server, log in again and grant it access when you are asked.',
   },
   rate_limited: {
     title: 'Too many attempts',
@@ -39,39 +40,39 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
   },
   not_in_any_team: {
     title: 'You are not a member of any team',
-    hint: 'Ask a team owner to add your Bitbucket user or one of your workspaces to a team (sky set-team), then log in again.',
+    hint: 'Ask a team owner to add your account or one of your groups to a team (sky set-team), then log in again.',
   },
   not_in_allowed_teams: {
-    title: 'Your Bitbucket workspaces are not allowed here',
-    hint: 'Ask the operator of this CI server which Bitbucket workspace grants access, join it, then log in again.',
+    title: 'Your groups are not allowed here',
+    hint: 'Ask the operator of this CI server which group grants access, join it, then log in again.',
   },
   upstream_error: {
-    title: 'Bitbucket Cloud answered with an error',
+    title: 'The login provider answered with an error',
     hint: 'This is usually temporary. Wait a minute, then log in again; if it keeps happening, give your administrator the reference below.',
   },
   upstream_unavailable: {
-    title: 'Bitbucket Cloud cannot be reached',
-    hint: 'Bitbucket Cloud may be down (see bitbucket.status.atlassian.com) or unreachable from this CI server. Log in again in a few minutes.',
+    title: 'The login provider cannot be reached',
+    hint: 'It may be down or unreachable from this CI server. Log in again in a few minutes.',
   },
   upstream_timeout: {
-    title: 'Bitbucket Cloud did not answer in time',
-    hint: 'Bitbucket Cloud is slow right now. Wait a minute, then log in again.',
+    title: 'The login provider did not answer in time',
+    hint: 'It is slow right now. Wait a minute, then log in again.',
   },
   upstream_rate_limited: {
-    title: 'Bitbucket Cloud is limiting requests',
-    hint: 'Too many requests reached Bitbucket Cloud. Wait a few minutes, then log in again.',
+    title: 'The login provider is limiting requests',
+    hint: 'Too many requests reached it. Wait a few minutes, then log in again.',
   },
   upstream_revoked: {
-    title: 'Bitbucket Cloud refused the grant',
-    hint: 'The access you granted was withdrawn, for example by removing the app from your Bitbucket account. Log in again to grant it anew.',
+    title: 'The login provider refused the grant',
+    hint: 'The access you granted was withdrawn. Log in again to grant it anew.',
   },
   upstream_forbidden: {
-    title: 'Bitbucket Cloud refused a request',
-    hint: 'Bitbucket Cloud would not let this CI server read your account. Log in again; if it keeps happening, give your administrator the reference below.',
+    title: 'The login provider refused a request',
+    hint: 'It would not let this CI server read your account. Log in again; if it keeps happening, give your administrator the reference below.',
   },
   upstream_gone: {
-    title: 'Bitbucket Cloud no longer offers what this CI server asked for',
-    hint: 'Part of the Bitbucket Cloud API this server uses is gone. Tell the operator of this CI server and give them the reference below.',
+    title: 'The login provider no longer offers what this CI server asked for',
+    hint: 'Part of its API this server uses is gone. Tell the operator of this CI server and give them the reference below.',
   },
   store_unavailable: {
     title: 'The CI server cannot reach its database',
@@ -105,6 +106,15 @@ const PAGE_TEXT: Partial<Record<SkyErrorCode, { title: string; hint: string }>> 
     hint: 'Try again; if it keeps happening, give your administrator the reference below.',
   },
 };
+
+/** The page text of a code: the first enabled connector's that has one, else sky's own. */
+function pageText(req: Request, code: SkyErrorCode): PageText {
+  for (const connector of skyContextOf(req)?.connectors ?? []) {
+    const text = connector.pageText?.[code];
+    if (text) return text;
+  }
+  return PAGE_TEXT[code] ?? { title: 'Something went wrong', hint: 'Try again later.' };
+}
 
 /** The path as sky's routers match it, one trailing slash ignored: `/sky/token/` is `/sky/token`. */
 function routePath(req: Request): string {
@@ -267,7 +277,7 @@ export function errorHandler(): ErrorRequestHandler {
         .json({ error: error.code, message: error.message });
       return;
     }
-    const text = PAGE_TEXT[error.code] ?? { title: 'Something went wrong', hint: 'Try again later.' };
+    const text = pageText(req, error.code);
     sendPage(
       res,
       error.status,

@@ -152,9 +152,11 @@ export async function currentAccess(req: Request): Promise<{
 export function forbiddenFor(ctx: SkyContext, identity: Identity): SkyError {
   if (!ctx.groups.wasDropped(identity)) return new SkyError('forbidden', 'forbidden');
   const minutes = Math.round(ctx.groups.maxAgeMs / 60_000);
+  const connector = ctx.connectors.find((c) => c.id === identity.connector);
+  const upstream = connector?.displayName ?? identity.connector;
   return new SkyError(
     'forbidden',
-    `forbidden: your Bitbucket Cloud workspaces and groups could not be read again for more than ${minutes > 0 ? `${minutes * 2} minutes` : `${Math.round((ctx.groups.maxAgeMs * 2) / 1000)} seconds`}, so roles that come from them are suspended until Bitbucket Cloud answers`,
+    `forbidden: your ${connector?.groupsName ?? `${upstream} groups`} could not be read again for more than ${minutes > 0 ? `${minutes * 2} minutes` : `${Math.round((ctx.groups.maxAgeMs * 2) / 1000)} seconds`}, so roles that come from them are suspended until ${upstream} answers`,
   );
 }
 

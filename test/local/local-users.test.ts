@@ -85,6 +85,16 @@ test('plain-text passwords get a start-up warning that names the user, never the
   expect(lines.join('\n')).not.toContain(ADMIN_PASSWORD);
 });
 
+test("a local user in no team reads the page in sky's words, not Bitbucket's; the footer names every connector", async () => {
+  const page = await formLogin(new Browser(), 'carol', CAROL_PASSWORD);
+  expect(page.status).toBe(403);
+  expect(page.body).toContain('You are not a member of any team');
+  expect(page.body).toContain('You logged in as carol, and that account is not a member of any team');
+  expect(page.body).toContain('Ask a team owner to add your account or one of your groups to a team');
+  expect(page.body).not.toMatch(/workspace/i);
+  expect(page.body).toContain('Logins through Bitbucket Cloud or a local user · teams and roles by sky');
+});
+
 test('with Bitbucket Cloud answering 503 to everything, a local admin logs in (browser and CLI) and changes a team', async () => {
   fake.addFault({ status: 503, match: 'all' });
   const browser = new Browser();

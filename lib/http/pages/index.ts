@@ -82,7 +82,11 @@ function heading(title: string | Html, tone?: Page['tone']): Html {
  */
 export function sendPage(res: Response, status: number, page: Page): void {
   const nonce = randomBytes(16).toString('base64');
-  const base = skyContextOf(res.req)?.config.externalUrl.replace(/\/+$/, '') ?? '';
+  const ctx = skyContextOf(res.req);
+  const base = ctx?.config.externalUrl.replace(/\/+$/, '') ?? '';
+  const footer = ctx
+    ? `Logins through ${ctx.connectors.map((c) => c.displayName).join(' or ')} · teams and roles by sky`
+    : 'Teams and roles by sky';
   res.status(status);
   res.set({
     'Content-Type': 'text/html; charset=utf-8',
@@ -105,7 +109,7 @@ export function sendPage(res: Response, status: number, page: Page): void {
 <a class="skip" href="#content">Skip to content</a>
 <header class="band"><div class="bar"><a class="brand" href="${base}/">${MARK}sky</a><span class="tagline">CI login</span></div></header>
 <main id="content"><div id="card" class="card${page.tone ? ` ${page.tone}` : ''}">${page.body({ nonce, base })}</div></main>
-<footer class="band"><div class="bar">Logins through Bitbucket Cloud · teams and roles by sky</div></footer>
+<footer class="band"><div class="bar">${footer}</div></footer>
 </body>
 </html>
 `.text,
