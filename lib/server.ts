@@ -51,9 +51,12 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
     };
     // The fixture user owns main unless the environment names main's owners itself.
     if (!base.mainTeam) options.mainTeam = { users: [FAKE_MAIN_OWNER] };
+    const who = base.mainTeam
+      ? 'team main is owned as the environment says'
+      : `log in as the fixture user '${FAKE_MAIN_OWNER}'`;
     log.warn(
       { fake: fake.url },
-      `no Bitbucket Cloud credentials: using the bundled fake Bitbucket; log in as the fixture user '${FAKE_MAIN_OWNER}' (a demonstration, not for production)`,
+      `no Bitbucket Cloud credentials: using the bundled fake Bitbucket; ${who} (a demonstration, not for production)`,
     );
   }
   const router = sky({ ...options, logger: log });

@@ -154,6 +154,27 @@ const warnings = (output: string): string[] =>
     .filter((line) => line.includes('"level":40'))
     .map((line) => String((JSON.parse(line) as { msg: string }).msg));
 
+test('npm start with only local users: the fake still starts, and its warning does not send anyone to alice', async () => {
+  const node = await spawnWebNode({
+    CONCOURSE_ADD_LOCAL_USER: 'admin:break-glass-42',
+    CONCOURSE_MAIN_TEAM_LOCAL_USER: 'admin',
+  });
+  try {
+    expect(warnings(node.output())).toEqual([
+      'no Bitbucket Cloud credentials: using the bundled fake Bitbucket; team main is owned as the environment says (a demonstration, not for production)',
+      'CONCOURSE_ADD_LOCAL_USER gives the password of admin in plain text: give a bcrypt hash instead (htpasswd -nbBC 10 NAME PASSWORD prints name:hash)',
+    ]);
+    const token = await fetch(`${node.url}/sky/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=password&username=admin&password=break-glass-42',
+    });
+    expect(token.status).toBe(200);
+  } finally {
+    await node.stop();
+  }
+});
+
 test('npm start with nothing set: one warning line (the fake Bitbucket), and the favicon is not a 404', async () => {
   const node = await spawnWebNode({});
   try {
