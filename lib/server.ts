@@ -50,10 +50,11 @@ export async function startWebNode(env: Record<string, string | undefined> = pro
       apiUrl: fake.apiUrl,
     };
     // The fixture user owns main unless the environment names main's owners itself.
-    if (!base.mainTeam) options.mainTeam = { users: [FAKE_MAIN_OWNER] };
-    const who = base.mainTeam
-      ? 'team main is owned as the environment says'
-      : `log in as the fixture user '${FAKE_MAIN_OWNER}'`;
+    let who = 'team main is owned as the environment says';
+    if (!base.mainTeam) {
+      options.mainTeam = { users: [FAKE_MAIN_OWNER] };
+      who = `log in as the fixture user '${FAKE_MAIN_OWNER}'`;
+    }
     log.warn(
       { fake: fake.url },
       `no Bitbucket Cloud credentials: using the bundled fake Bitbucket; ${who} (a demonstration, not for production)`,

@@ -1,7 +1,14 @@
 import { type Clock, SKEW_WARN_MS } from '../clock';
 import { SkyError } from '../errors';
 import type { Logger } from '../log';
-import { UnconfirmedWrite, type LossKind, type LossMarks, type Store, type StoreEvent } from '../store';
+import {
+  LOSS_KINDS,
+  UnconfirmedWrite,
+  type LossKind,
+  type LossMarks,
+  type Store,
+  type StoreEvent,
+} from '../store';
 import type { TeamAuth } from '../teams/auth';
 import type { TeamStore } from '../teams/store';
 import type { Revocations } from '../tokens/revocations';
@@ -24,7 +31,6 @@ const LOSS: Record<LossKind, string> = {
     'Redis lost the team configs (team main was gone): main is written again; restore the other teams from a backup',
   revocations: 'Redis lost revocations: the nodes write back the ones they know',
 };
-const LOSS_KINDS = Object.keys(LOSS) as LossKind[];
 
 /** What /readyz answers: `degraded` still serves (it is the node that knows); `unavailable` does not. */
 export interface Readiness {

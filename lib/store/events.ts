@@ -1,4 +1,4 @@
-import type { LossKind } from './records';
+import { isLossKind, type LossKind } from './records';
 
 /** What one node tells every node (Redis pub/sub, or an in-process emitter for the embedded default). */
 export type StoreEvent =
@@ -53,7 +53,7 @@ export function parseStoreEvent(message: string): StoreEvent | null {
   if (v['type'] === 'automation-token' && typeof v['id'] === 'string') {
     return { type: 'automation-token', id: v['id'] };
   }
-  if (v['type'] === 'data-loss' && (v['kind'] === 'teams' || v['kind'] === 'revocations')) {
+  if (v['type'] === 'data-loss' && isLossKind(v['kind'])) {
     return { type: 'data-loss', kind: v['kind'] };
   }
   if (v['type'] === 'revoke-user' && typeof v['sub'] === 'string' && typeof v['notBefore'] === 'number') {

@@ -25,6 +25,7 @@ export type {
   WriteMode,
   WriteOutcome,
 } from './records';
+export { LOSS_KINDS } from './records';
 export { createMemoryStore, type EmbeddedStore, type EmbeddedStoreOptions } from './memory';
 export { createRedisStore, connectRedis } from './redis';
 export { UnconfirmedWrite } from './redis-durability';

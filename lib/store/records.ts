@@ -160,7 +160,9 @@ export interface AuditRecords {
 }
 
 /** What a store can lose that the nodes write back (SPEC §8). */
-export type LossKind = 'teams' | 'revocations';
+export const LOSS_KINDS = ['teams', 'revocations'] as const;
+export type LossKind = (typeof LOSS_KINDS)[number];
+export const isLossKind = (value: unknown): value is LossKind => LOSS_KINDS.some((k) => k === value);
 
 /** The mark of the last loss of each kind a node reported, one per episode (absent: none on record). */
 export type LossMarks = Partial<Record<LossKind, string>>;

@@ -13,7 +13,7 @@ import { RedisGrantRecords } from './redis-grants';
 import { RedisRateLimitRecords } from './redis-limits';
 import { RedisRevocationRecords } from './redis-revocations';
 import { RedisSingleUseRecords } from './redis-single-use';
-import { lossMark, type Store } from './records';
+import { isLossKind, lossMark, type Store } from './records';
 
 export { connectRedis } from './redis-connect';
 
@@ -107,8 +107,8 @@ export function createRedisStore(
       }),
     lossMarks: () =>
       guarded('read the data-loss marks', async () => {
-        const { teams, revocations } = await client.hgetall(keys.losses);
-        return { ...(teams && { teams }), ...(revocations && { revocations }) };
+        const stored = Object.entries(await client.hgetall(keys.losses));
+        return Object.fromEntries(stored.filter(([kind]) => isLossKind(kind)));
       }),
     clockReading: () => durability.time(),
     teams: new RedisTeamRecords(client, keys, durability),
