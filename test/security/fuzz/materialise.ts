@@ -103,6 +103,30 @@ function resolveToken(arena: Arena, ref: TokenRef): { token: string; live: Place
 
 const SPECIALS = /[<>"']/;
 
+/**
+ * What the `skymarshal_auth<N>` cookies of a Cookie header spell, chunk 0 to the highest, the first
+ * cookie of a name counting (Concourse's chunked cookie); null when a chunk is missing or an unchunked
+ * `skymarshal_auth` comes first in the header (it wins over chunks).
+ */
+function spelledByChunks(cookies: string[]): string | null {
+  const first = new Map<string, string>();
+  for (const c of cookies) {
+    const eq = c.indexOf('=');
+    const name = c.slice(0, eq).trim();
+    if (!first.has(name)) first.set(name, c.slice(eq + 1));
+  }
+  if (first.has('skymarshal_auth')) return null;
+  const indices = [...first.keys()].flatMap((n) => /^skymarshal_auth(\d+)$/.exec(n)?.[1] ?? []).map(Number);
+  if (indices.length === 0) return null;
+  const parts: string[] = [];
+  for (let i = 0; i <= Math.max(...indices); i++) {
+    const part = first.get(`skymarshal_auth${i}`);
+    if (part === undefined) return null;
+    parts.push(part);
+  }
+  return parts.join('');
+}
+
 /** What a request needs prepared before it is sent: a started login, freshly minted codes. */
 export interface Prepared {
   login: PendingLogin | null;
@@ -144,6 +168,7 @@ export function materialise(arena: Arena, plan: Plan, prepared: Prepared): { req
   }
 
   const cookies: string[] = [];
+  const chunked: Placement[] = [];
   // First, so neither a cookie of the same name nor a flood of others hides it (the first one counts).
   if (login?.cookie) cookies.push(`${login.name}=${login.cookie}`);
   for (const c of plan.cookies) {
@@ -163,6 +188,7 @@ export function materialise(arena: Arena, plan: Plan, prepared: Prepared): { req
       const { token, live } = resolveToken(arena, c.ref);
       secrets.push(token);
       if (live && (c.shape === 'ok' || c.shape === 'reordered')) placed.push({ ...live, via: 'cookie' });
+      if (live) chunked.push(live);
       const whole = encodeURIComponent(c.shape === 'no-prefix' ? token : `bearer ${token}`);
       const size = Math.ceil(whole.length / c.count);
       let parts = Array.from({ length: c.count }, (_, i) => whole.slice(i * size, (i + 1) * size));
@@ -189,6 +215,13 @@ export function materialise(arena: Arena, plan: Plan, prepared: Prepared): { req
     }
   }
   for (const c of cookies) cookieNames.add(c.slice(0, Math.max(0, c.indexOf('='))).trim());
+  // Chunk sets that mix (a gap in one filled by another's chunk, first of a name counting) may still
+  // spell a live token whole: then it was sent.
+  const spelled = spelledByChunks(cookies);
+  for (const live of chunked) {
+    if (spelled === encodeURIComponent(`bearer ${live.token}`) && !placed.some((p) => p.token === live.token))
+      placed.push({ ...live, via: 'cookie' });
+  }
   if (cookies.length > 0) headers.push(['Cookie', cookies.join('; ')]);
 
   if (plan.csrf) {
