@@ -8,7 +8,7 @@ import type { RateLimitRecords } from '../store';
 import type { TeamStore } from '../teams/store';
 import type { Revocations } from '../tokens/revocations';
 import type { SkyClaims, TokenVerifier } from '../tokens';
-import type { AutomationToken, AutomationTokens } from '../tokens/automation';
+import type { AutomationTokens } from '../tokens/automation';
 import type { Grants, LoginFamily } from '../tokens/grants';
 import type { CurrentGroups } from '../tokens/groups';
 
@@ -55,42 +55,37 @@ export function cookieAttributes(config: Pick<Config, 'mountPath' | 'cookieSecur
   return { path: config.mountPath || '/', secure: config.cookieSecure };
 }
 
-/*
- * What sky knows of a request lives in WeakMaps keyed by the request, not on it: each property added
- * to Express's request objects cost a host route about 5 % of its CPU (bench/before-after.md).
+/**
+ * What sky knows of one request: its router's context and, once a guard has passed it, the verified
+ * claims. One entry per request in a WeakMap keyed by the request, not properties
+ * on it: each property added to Express's request objects cost a host route about 5 % of its CPU, and
+ * each WeakMap entry costs a host route more than the record it holds (bench/before-after.md).
  */
-const contexts = new WeakMap<Request, SkyContext>();
-const verifiedTokens = new WeakMap<Request, SkyClaims>();
-const automation = new WeakMap<Request, AutomationToken>();
+export interface RequestState {
+  readonly ctx: SkyContext;
+  claims: SkyClaims | undefined;
+}
+
+const requests = new WeakMap<Request, RequestState>();
 
 /** Done by the sky() router for every request it sees. */
 export function attachContext(req: Request, ctx: SkyContext): void {
-  contexts.set(req, ctx);
+  requests.set(req, { ctx, claims: undefined });
+}
+
+/** What sky knows of this request, if it went through a sky() router. */
+export function requestState(req: Request): RequestState | undefined {
+  return requests.get(req);
 }
 
 /** The context of the sky() router this request went through, if any. */
 export function skyContextOf(req: Request): SkyContext | undefined {
-  return contexts.get(req);
-}
-
-/** Done by the guards once a request's token is verified. */
-export function rememberClaims(req: Request, claims: SkyClaims): void {
-  verifiedTokens.set(req, claims);
-}
-
-/** Done by requiresTeamRole once a request's automation token has passed. */
-export function rememberAutomation(req: Request, token: AutomationToken): void {
-  automation.set(req, token);
-}
-
-/** The automation token a request passed requiresTeamRole with, if it did. */
-export function automationTokenOf(req: Request): AutomationToken | undefined {
-  return automation.get(req);
+  return requests.get(req)?.ctx;
 }
 
 /** The claims of the request's token once a guard (requiresAuth, requiresTeamRole, …) has verified it. */
 export function claimsOf(req: Request): SkyClaims | undefined {
-  return verifiedTokens.get(req);
+  return requests.get(req)?.claims;
 }
 
 declare module 'express-serve-static-core' {

@@ -166,11 +166,9 @@ export function toSkyError(err: unknown): SkyError {
 /** The routes where a person logs in: a refusal there is a login refused (the metrics' reason). */
 const LOGIN_ROUTE = /^\/sky\/(?:login(?:\/[^/]+)?|issuer\/callback)$/;
 
-/** Counts what an error means to an operator: a refused login or refresh, a rate limit, a Redis failure. */
+/** Counts what an error means to an operator: a refused login or refresh, a Redis failure (a limit counts its own 429s). */
 function countError(metrics: Metrics, req: Request, error: SkyError): void {
   const route = routePath(req);
-  if (error.code === 'rate_limited')
-    metrics.rateLimited.inc({ limit: route === '/sky/token' ? 'token' : 'login' });
   if (error.code === 'store_unavailable' || error.code === 'store_full')
     metrics.redisErrors.inc({ where: 'request' });
   const grant = (req.body as { grant_type?: unknown } | undefined)?.grant_type;

@@ -4,7 +4,7 @@ import { SkyError } from '../errors';
 import { roleIncludes, roleOf, type Role } from '../teams/auth';
 import { csrfMatches, tokenFromAuthorization, tokenFromCookieHeader, type SkyClaims } from '../tokens';
 import { AUTOMATION_PREFIX, isAutomationSecret } from '../tokens/automation';
-import { claimsOf, rememberAutomation, rememberClaims, skyContextOf, type SkyContext } from './context';
+import { requestState, type RequestState, type SkyContext } from './context';
 
 /** Methods that change nothing: a cookie is enough for them; others need X-Csrf-Token (SPEC §7.2). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -12,15 +12,20 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const notAuthorized = (reason: string): SkyError =>
   new SkyError('not_authorized', 'not authorized', { cause: new Error(reason) });
 
-export function contextOf(req: Request): SkyContext {
-  const ctx = skyContextOf(req);
-  if (!ctx) {
+/** What sky knows of a guarded request; the guards need the sky() router in front of them. */
+function stateOf(req: Request): RequestState {
+  const state = requestState(req);
+  if (!state) {
     throw new SkyError(
       'invalid_config',
       'sky guards need the sky() router mounted before the guarded routes',
     );
   }
-  return ctx;
+  return state;
+}
+
+export function contextOf(req: Request): SkyContext {
+  return stateOf(req).ctx;
 }
 
 /** Where the token of a request came from: a cookie request also needs CSRF and gets cookies cleared on 401. */
@@ -43,10 +48,9 @@ export function presentedToken(req: Request): PresentedToken | null {
  * SPEC §7.3 in order: signature and alg → iss/aud/exp → revocation; plus CSRF for cookie requests.
  * Every failure is the same 401 `not authorized`; the reason goes to the log only.
  */
-export function authenticate(req: Request): SkyClaims {
-  const known = claimsOf(req);
-  if (known) return known;
-  const ctx = contextOf(req);
+export function authenticate(req: Request, state: RequestState = stateOf(req)): SkyClaims {
+  if (state.claims) return state.claims;
+  const { ctx } = state;
   const presented = presentedToken(req);
   if (!presented) throw notAuthorized('no token presented');
   if (isAutomationSecret(presented.token))
@@ -58,7 +62,7 @@ export function authenticate(req: Request): SkyClaims {
     const given = req.get('x-csrf-token') ?? formCsrfToken(req);
     if (!csrfMatches(claims.csrf, given)) throw notAuthorized('missing or wrong X-Csrf-Token');
   }
-  rememberClaims(req, claims);
+  state.claims = claims;
   return claims;
 }
 
@@ -129,9 +133,14 @@ export function isAdmin(ctx: SkyContext, identity: Identity): Now<boolean> {
 
 /** At least `role` on `team`, or admin; with no promise (the common case) when both configs are cached. */
 function holds(ctx: SkyContext, identity: Identity, team: string, role: Role): Now<boolean> {
-  return then(currentRole(ctx, identity, team), (held) =>
-    held !== null && roleIncludes(held, role) ? true : isAdmin(ctx, identity),
-  );
+  const held = currentRole(ctx, identity, team);
+  return held instanceof Promise
+    ? held.then((h) => includesOrAdmin(ctx, identity, h, role))
+    : includesOrAdmin(ctx, identity, held, role);
+}
+
+function includesOrAdmin(ctx: SkyContext, identity: Identity, held: Role | null, role: Role): Now<boolean> {
+  return held !== null && roleIncludes(held, role) ? true : isAdmin(ctx, identity);
 }
 
 /** The teams and admin flag of a token's user, from the CURRENT team configs (SPEC §6.3). */
@@ -160,14 +169,18 @@ export function forbiddenFor(ctx: SkyContext, identity: Identity): SkyError {
   );
 }
 
-/** A guard passes, fails with `check`'s error, or is refused; with no promise when it need not wait. */
+/**
+ * A guard passes, fails with `check`'s error, or is refused; with no promise when it need not wait.
+ * The request's state is looked up once, here, and handed to the check.
+ */
 const guard =
-  (check: (req: Request) => Now<true | SkyError>): RequestHandler =>
+  (check: (req: Request, state: RequestState) => Now<true | SkyError>): RequestHandler =>
   (req: Request, _res: Response, next: NextFunction): void => {
-    const metrics = skyContextOf(req)?.metrics;
+    const state = requestState(req);
+    const metrics = state?.ctx.metrics;
     let verdict: Now<true | SkyError>;
     try {
-      verdict = check(req);
+      verdict = check(req, state ?? stateOf(req));
     } catch (err) {
       metrics?.guard(err);
       next(err);
@@ -193,21 +206,24 @@ const guard =
       );
   };
 
-/** The verdict of a role check on the acting identity. */
-function judged(
-  ctx: SkyContext,
-  claims: SkyClaims,
-  check: (identity: Identity) => Now<boolean>,
-): Now<true | SkyError> {
-  return then(actingIdentity(ctx, claims), (identity) =>
-    then(check(identity), (ok): true | SkyError => (ok ? true : forbiddenFor(ctx, identity))),
-  );
+/** The verdict on the acting identity: at least `role` on `team`, or admin. */
+function judged(ctx: SkyContext, claims: SkyClaims, team: string, role: Role): Now<true | SkyError> {
+  const identity = actingIdentity(ctx, claims);
+  return identity instanceof Promise
+    ? identity.then((acting) => verdictOn(ctx, acting, team, role))
+    : verdictOn(ctx, identity, team, role);
+}
+
+function verdictOn(ctx: SkyContext, identity: Identity, team: string, role: Role): Now<true | SkyError> {
+  const ok = holds(ctx, identity, team, role);
+  if (ok instanceof Promise) return ok.then((yes) => (yes ? true : forbiddenFor(ctx, identity)));
+  return ok ? true : forbiddenFor(ctx, identity);
 }
 
 /** Any valid, unrevoked token. */
 export function requiresAuth(): RequestHandler {
-  return guard((req) => {
-    authenticate(req);
+  return guard((req, state) => {
+    authenticate(req, state);
     return true;
   });
 }
@@ -229,28 +245,21 @@ function teamOf(req: Request, option: TeamRoleOptions['team']): string | undefin
  * automation token passes for its own team with at least `role` while that team exists.
  */
 export function requiresTeamRole(role: Role, options: TeamRoleOptions = {}): RequestHandler {
-  return guard((req) => {
+  return guard((req, state) => {
     // One substring test keeps a JWT's header from being parsed twice; the prefix decides.
     const bearer = req.headers.authorization?.includes(AUTOMATION_PREFIX) ? presentedToken(req) : null;
     const automation = bearer && isAutomationSecret(bearer.token) ? bearer.token : null;
-    const claims = automation === null ? authenticate(req) : null;
-    const ctx = contextOf(req);
+    const claims = automation === null ? authenticate(req, state) : null;
     const team = teamOf(req, options.team);
     if (team === undefined)
       throw new SkyError('invalid_config', 'requiresTeamRole: no team named for this route');
-    if (claims === null) return automationVerdict(req, ctx, automation ?? '', team, role);
-    return judged(ctx, claims, (identity) => holds(ctx, identity, team, role));
+    if (claims === null) return automationVerdict(state.ctx, automation ?? '', team, role);
+    return judged(state.ctx, claims, team, role);
   });
 }
 
 /** An automation token's verdict: its team, a role that includes `role`, the team still there. */
-function automationVerdict(
-  req: Request,
-  ctx: SkyContext,
-  secret: string,
-  team: string,
-  role: Role,
-): Now<true | SkyError> {
+function automationVerdict(ctx: SkyContext, secret: string, team: string, role: Role): Now<true | SkyError> {
   ctx.revocations.assertCurrent();
   return then(ctx.automationTokens.lookup(secret), (found) => {
     if ('refused' in found) throw notAuthorized(found.refused);
@@ -259,7 +268,6 @@ function automationVerdict(
     const cached = ctx.teams.cached(team);
     return then(cached === undefined ? ctx.teams.get(team) : cached, (auth): true => {
       if (!auth) throw notAuthorized('the automation token’s team was deleted');
-      rememberAutomation(req, token);
       return true;
     });
   });
@@ -267,9 +275,5 @@ function automationVerdict(
 
 /** Owner of `main`. */
 export function requiresAdmin(): RequestHandler {
-  return guard((req) => {
-    const claims = authenticate(req);
-    const ctx = contextOf(req);
-    return judged(ctx, claims, (identity) => isAdmin(ctx, identity));
-  });
+  return guard((req, state) => judged(state.ctx, authenticate(req, state), 'main', 'owner'));
 }

@@ -36,6 +36,7 @@ function limiter(routes: Routes, counts: (req: Request, res: Response) => boolea
     if (spent <= limit) return next();
     const retryAfter = Math.max(1, Math.ceil(hit.resetMs / 1000));
     res.set('Retry-After', String(retryAfter));
+    ctx.metrics.rateLimited.inc({ limit: routes });
     throw new SkyError(
       'rate_limited',
       `Too many ${routes === 'login' ? 'failed login' : routes} requests from your address: try again in ${retryAfter} s.`,
@@ -92,6 +93,7 @@ export async function checkPasswordBudget(req: Request, connector: string, usern
   if (seen.count < PASSWORD_FAILURES) return;
   const retryAfter = Math.max(1, Math.ceil(seen.resetMs / 1000));
   req.res?.set('Retry-After', String(retryAfter));
+  ctx.metrics.rateLimited.inc({ limit: 'password' });
   throw new SkyError(
     'rate_limited',
     `Too many failed logins for this username: try again in ${retryAfter} s.`,

@@ -211,10 +211,17 @@ test('wrong password, unknown user, 1 MB password, unicode, empty: one answer, i
 });
 
 test('failed passwords are limited per username (whatever the address) and the form refuses other sites', async () => {
+  const passwordLimited = async (): Promise<string | undefined> =>
+    (await node.router.metrics.metrics())
+      .split('\n')
+      .find((line) => line.startsWith('sky_rate_limited_total{limit="password"}'));
+  expect(await passwordLimited()).toBeUndefined();
   for (let i = 0; i < 10; i++) expect((await passwordGrant('dave', `guess-${i}`)).status).toBe(400);
   const limited = await passwordGrant('dave', 'guess-10');
   expect(limited.status).toBe(429);
   expect(String(limited.body['error_description'])).toContain('Too many failed logins for this username');
+  // The metrics tell this limit from the per-address ones.
+  expect(await passwordLimited()).toBe('sky_rate_limited_total{limit="password"} 1');
   // Another username is not held back by dave's failures.
   expect((await passwordGrant('admin', ADMIN_PASSWORD)).status).toBe(200);
   const crossSite = await new Browser().request(`${node.url}/sky/login/local`, {
