@@ -134,41 +134,54 @@ const own = (o: Record<string, unknown>, name: string): unknown =>
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString);
 const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isRoleLists = (v: object): v is Record<string, string[]> => Object.values(v).every(isStringArray);
 
-const STRING_CLAIMS = [
-  'iss',
-  'sub',
-  'jti',
-  'csrf',
-  'user_id',
-  'account_id',
-  'user_name',
-  'name',
-  'email',
-  'connector',
-  'sid',
-];
-const NON_EMPTY_CLAIMS = ['sub', 'jti', 'csrf', 'user_id', 'sid'];
+/** A claim that must be a string (and, when `nonEmpty`, not ''). */
+function text(p: Record<string, unknown>, name: string, nonEmpty = false): string {
+  const value = own(p, name);
+  if (!isString(value)) throw new Refused(`claim ${name} missing or not a string`);
+  if (nonEmpty && value === '') throw new Refused(`claim ${name} is empty`);
+  return value;
+}
 
-function checkShape(p: Record<string, unknown>): SkyClaims {
-  for (const name of STRING_CLAIMS) {
-    if (!isString(own(p, name))) throw new Refused(`claim ${name} missing or not a string`);
-  }
-  for (const name of NON_EMPTY_CLAIMS) if (own(p, name) === '') throw new Refused(`claim ${name} is empty`);
-  if (!isTime(own(p, 'iat')) || !isTime(own(p, 'exp'))) {
-    throw new Refused('claim iat or exp missing or not a number');
-  }
-  if (!isStringArray(own(p, 'groups'))) throw new Refused('claim groups is not a list of strings');
+function time(p: Record<string, unknown>, name: 'iat' | 'exp'): number {
+  const value = own(p, name);
+  if (!isTime(value)) throw new Refused('claim iat or exp missing or not a number');
+  return value;
+}
+
+/**
+ * The claims sky reads, each checked and copied into a fresh object (nothing else of the payload is
+ * kept). `aud` is left to jsonwebtoken, which checks it against this node's audience.
+ */
+function checkShape(p: Record<string, unknown>): Omit<SkyClaims, 'aud'> {
+  const claims = {
+    iss: text(p, 'iss'),
+    sub: text(p, 'sub', true),
+    jti: text(p, 'jti', true),
+    csrf: text(p, 'csrf', true),
+    user_id: text(p, 'user_id', true),
+    account_id: text(p, 'account_id'),
+    user_name: text(p, 'user_name'),
+    name: text(p, 'name'),
+    email: text(p, 'email'),
+    connector: text(p, 'connector'),
+    sid: text(p, 'sid', true),
+    iat: time(p, 'iat'),
+    exp: time(p, 'exp'),
+  };
+  const groups = own(p, 'groups');
+  if (!isStringArray(groups)) throw new Refused('claim groups is not a list of strings');
   const teams = own(p, 'teams');
   if (typeof teams !== 'object' || teams === null || Array.isArray(teams)) {
     throw new Refused('claim teams is not an object');
   }
-  for (const roles of Object.values(teams)) {
-    if (!isStringArray(roles)) throw new Refused('claim teams has a bad role list');
-  }
-  if (typeof own(p, 'is_admin') !== 'boolean') throw new Refused('claim is_admin is not a boolean');
+  // Kept as parsed, not copied: a copy would turn an own "__proto__" team into the object's prototype.
+  if (!isRoleLists(teams)) throw new Refused('claim teams has a bad role list');
+  const isAdmin = own(p, 'is_admin');
+  if (typeof isAdmin !== 'boolean') throw new Refused('claim is_admin is not a boolean');
   if (Object.hasOwn(p, 'nbf') && !isTime(own(p, 'nbf'))) throw new Refused('claim nbf is not a number');
-  return p as unknown as SkyClaims;
+  return { ...claims, groups, teams, is_admin: isAdmin };
 }
 
 /** Cached claims are shared by every request presenting the token, so nobody may change them. */
@@ -303,7 +316,6 @@ export class TokenVerifier {
     if (claims.iat > now + this.leeway) throw new Refused('token issued in the future');
     // The claims are the ones shape-checked above, decoded from the same signed bytes jsonwebtoken verified.
     // An audience list is accepted, but callers always see the one audience this node serves.
-    const aud = own(payload, 'aud');
-    return Array.isArray(aud) ? { ...claims, aud: this.options.audience } : claims;
+    return { ...claims, aud: this.options.audience };
   }
 }

@@ -119,6 +119,8 @@ interface Guarded {
   at: number;
   status: number;
   ms: number;
+  /** Why the client got no answer at all (status 0): the fetch error and its cause. */
+  error?: string;
 }
 
 /** What the load saw: acknowledged writes (with when), unacknowledged ones, every guarded call. */
@@ -218,10 +220,20 @@ test('kill -9 of the master under load: no acknowledged write lost, guarded call
     loop(async (i) => {
       const at = Date.now();
       const token = kind === 'GET /api/v1/teams/crew' || i % 2 === 1 ? carol.token : alice.token;
-      const status = await statusOf(
-        fetch(`${node.url}${kind.slice('GET '.length)}`, { headers: { authorization: `Bearer ${token}` } }),
-      );
-      seen.guarded.push({ kind, at, status, ms: Date.now() - at });
+      let status: number;
+      let error: string | undefined;
+      try {
+        const res = await fetch(`${node.url}${kind.slice('GET '.length)}`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        await res.text();
+        status = res.status;
+      } catch (err) {
+        status = 0;
+        const cause = (err as Error).cause as { code?: string; message?: string } | undefined;
+        error = `${String(err)}; cause: ${cause?.code ?? ''} ${cause?.message ?? String(cause)}`;
+      }
+      seen.guarded.push({ kind, at, status, ms: Date.now() - at, ...(error ? { error } : {}) });
     });
 
   const loadStartedAt = Date.now();

@@ -297,6 +297,19 @@ describe('hostile payloads', () => {
     expect(Object.prototype).not.toHaveProperty('polluted');
   });
 
+  test('the claims handed out are the checked ones: other payload members are not kept, a "__proto__" team stays a team', () => {
+    const teams = `{"__proto__":["owner"],"main":["owner"]}`;
+    const payload = `{${body.replace(/"teams":\{[^}]*\}/, `"teams":${teams}`)},"role":"admin","nbf":${claims.iat}}`;
+    const verified = verifierFor().verify(signed(header, payload));
+    expect(verified).not.toHaveProperty('role');
+    expect(verified).not.toHaveProperty('nbf');
+    expect(Object.getPrototypeOf(verified.teams)).toBe(Object.prototype);
+    expect(Object.entries(verified.teams)).toEqual([
+      ['__proto__', ['owner']],
+      ['main', ['owner']],
+    ]);
+  });
+
   test('duplicate keys: the value that was signed is the one used (last wins, as JSON.parse)', () => {
     const verified = verifierFor().verify(signed(header, `{${body},"is_admin":false}`));
     expect(verified.is_admin).toBe(false);
