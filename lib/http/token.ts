@@ -103,9 +103,11 @@ async function redeem(req: Request, res: Response): Promise<void> {
     // A refresh read the person from Bitbucket just now; a CLI login's code carries the browser's view.
     issued = await ctx.issue(redeemed.identity, redeemed.family, grantType !== 'authorization_code');
   } catch (err) {
-    // Still a person, but no longer in any team: this grant gives nothing any more.
+    // A person in no team: a refresh gives nothing any more; a login says which account it was, as the page does.
     if (err instanceof SkyError && err.code === 'not_in_any_team') {
-      throw new SkyError('invalid_grant', 'you are no longer a member of any team', { cause: err });
+      const description =
+        grantType === 'refresh_token' ? 'you are no longer a member of any team' : err.message;
+      throw new SkyError('invalid_grant', description, { cause: err });
     }
     throw err;
   }

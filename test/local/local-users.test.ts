@@ -93,6 +93,15 @@ test("a local user in no team reads the page in sky's words, not Bitbucket's; th
   expect(page.body).toContain('Ask a team owner to add your account or one of your groups to a team');
   expect(page.body).not.toMatch(/workspace/i);
   expect(page.body).toContain('Logins through Bitbucket Cloud or a local user · teams and roles by sky');
+  // The CLI's password login says the same (a refresh says "no longer", test/http/refresh.test.ts).
+  expect(await passwordGrant('carol', CAROL_PASSWORD)).toEqual({
+    status: 400,
+    body: {
+      error: 'invalid_grant',
+      error_description:
+        'You logged in as carol, and that account is not a member of any team on this CI server.',
+    },
+  });
 });
 
 test('with Bitbucket Cloud answering 503 to everything, a local admin logs in (browser and CLI) and changes a team', async () => {
