@@ -123,6 +123,13 @@ test('with Bitbucket Cloud answering 503 to everything, a local admin logs in (b
   const login = await cli(skyrc, ['-t', 'ci', 'login', '-c', node.url, '-u', 'admin', '-p', ADMIN_PASSWORD]);
   expect(login).toMatchObject({ code: 0 });
   expect(login.stdout).toContain('target saved');
+  const wrong = await cli(skyrc, ['-t', 'x', 'login', '-c', node.url, '-u', 'admin', '-p', 'wrong']);
+  expect(wrong).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining(
+      `error: ${node.url} did not log you in with the username and password: Wrong username or password.`,
+    ),
+  });
   const set = await cli(skyrc, [
     '-t',
     'ci',

@@ -216,7 +216,7 @@ async function tokenGrant(
     const said = body['error_description'] ?? body['error'] ?? `${res.status} ${res.statusText}`;
     throw new SkyError(
       'not_authorized',
-      `${api} did not accept ${what}: ${typeof said === 'string' ? said : JSON.stringify(said)}`,
+      `${api} did not log you in with ${what}: ${typeof said === 'string' ? said : JSON.stringify(said)}`,
     );
   }
   const refreshToken = body['refresh_token'];
