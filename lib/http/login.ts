@@ -230,6 +230,12 @@ export function passwordLogin(passport: Authenticator) {
     refuseCrossSite(req);
     const connector = ctx.connectors.find((c) => c.login === 'password' && c.id === req.params['connector']);
     if (!connector) throw new SkyError('not_found', 'No such login form on this CI server.');
+    if (!req.is('application/x-www-form-urlencoded')) {
+      throw new SkyError(
+        'invalid_request',
+        'Send the login form as application/x-www-form-urlencoded, as the login page does.',
+      );
+    }
     const body = (req.body ?? {}) as Record<string, unknown>;
     const state = loginStateOf(req, body);
     const username = typeof body['username'] === 'string' ? body['username'] : '';

@@ -226,6 +226,27 @@ test('wrong password, unknown user, 1 MB password, unicode, empty: one answer, i
   expect(logged).not.toContain(CAROL_PASSWORD);
 });
 
+test('the form refused: the page offers the form again in plain words; a body that is not a form is named, not counted', async () => {
+  const page = await formLogin(new Browser(), 'erin', 'wrong');
+  expect(page.status).toBe(401);
+  expect(page.body).toContain('This CI server signs you in with a local user. Your teams');
+  for (const [type, body] of [
+    ['application/json', JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD })],
+    ['text/plain', `username=admin&password=${ADMIN_PASSWORD}`],
+  ]) {
+    const sent = await new Browser().request(`${node.url}/sky/login/local`, {
+      method: 'POST',
+      headers: { 'content-type': type ?? '', origin: node.url },
+      body: body ?? '',
+    });
+    expect({ type, status: sent.status }).toEqual({ type, status: 400 });
+    expect(sent.body).toContain('Send the login form as application/x-www-form-urlencoded');
+  }
+  // The landing page, with both connectors, names both.
+  const landing = await new Browser().request(`${node.url}/sky/login`);
+  expect(landing.body).toContain('signs you in with Bitbucket Cloud or a local user.');
+});
+
 test('failed passwords are limited per username (whatever the address) and the form refuses other sites', async () => {
   const passwordLimited = async (): Promise<string | undefined> =>
     (await node.router.metrics.metrics())

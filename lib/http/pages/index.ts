@@ -177,8 +177,7 @@ function passwordForm(choice: LoginChoice, carry: Record<string, string>, id: st
 /** The login page: every configured connector (SPEC §4.6), a button or a username/password form each. */
 export function loginPage(input: LoginPageInput): Page {
   const carry = input.carry ?? {};
-  const names = input.choices.map((c) => c.name);
-  const accounts = names.length === 1 ? `your ${names[0]} account` : names.join(' or ');
+  const accounts = input.choices.map((c) => c.name).join(' or ');
   const choices = input.choices.map((choice, i) =>
     choice.login === 'password'
       ? passwordForm(choice, carry, `login-${i}`)
