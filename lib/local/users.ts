@@ -39,18 +39,22 @@ export function nameProblem(name: string): string | null {
  */
 export function parseLocalUsers(entries: readonly string[], source: string): LocalUser[] {
   const users = new Map<string, LocalUser>();
-  for (const raw of entries) {
+  for (const [index, raw] of entries.entries()) {
     const entry = raw.trim();
     if (entry === '') continue;
     const colon = entry.indexOf(':');
-    if (colon <= 0 || colon === entry.length - 1) {
+    // An entry without a name may be a password alone: only its place in the list is named.
+    if (colon <= 0) {
       throw invalid(
-        `${source}: '${entry.slice(0, colon > 0 ? colon : 40)}…' is not name:password (or name:bcrypt-hash)`,
+        `${source}: entry ${index + 1} ${colon === 0 ? "has no name before ':'" : "has no ':'"}; each entry is name:password (or name:bcrypt-hash)`,
       );
     }
     const name = normaliseName(entry.slice(0, colon));
     const problem = nameProblem(name);
     if (problem) throw invalid(`${source}: ${problem}`);
+    if (colon === entry.length - 1) {
+      throw invalid(`${source}: local user '${name}' has no password (name:password or name:bcrypt-hash)`);
+    }
     if (users.has(name)) throw invalid(`${source}: local user '${name}' is given twice`);
     const secret = entry.slice(colon + 1);
     const hashed = BCRYPT.test(secret);

@@ -373,8 +373,17 @@ describe('connector settings: each connector reads its own, from every source', 
     });
     expect(c.localUsers?.map((u) => u.name)).toEqual(['carol']);
     expect(c.bitbucketCloud?.clientId).toBe('code');
-    expect(() => resolveConfig({ env, localUsers: ['no-password'] })).toThrow(
-      "option localUsers: 'no-password…' is not name:password",
+    // An entry without a name may be a password alone: it is named by its place, never quoted.
+    expect(() => resolveConfig({ env, localUsers: ['carol:x', 'only-a-password'] })).toThrow(
+      "option localUsers: entry 2 has no ':'; each entry is name:password (or name:bcrypt-hash)",
+    );
+    expect(() => resolveEnv({ CONCOURSE_ADD_LOCAL_USER: ':hunter2' })).toThrow(
+      "CONCOURSE_ADD_LOCAL_USER: entry 1 has no name before ':'",
+    );
+    for (const value of [':hunter2', 'hunter2', 'carol:x,hunter2'])
+      expect(() => resolveEnv({ CONCOURSE_ADD_LOCAL_USER: value })).not.toThrow(/hunter2/);
+    expect(() => resolveEnv({ CONCOURSE_ADD_LOCAL_USER: 'dave:' })).toThrow(
+      "CONCOURSE_ADD_LOCAL_USER: local user 'dave' has no password",
     );
     expect(() => resolveEnv({ CONCOURSE_ADD_LOCAL_USER: 'Bad Name:x' })).toThrow(
       "CONCOURSE_ADD_LOCAL_USER: 'bad name' is not a local user name",
