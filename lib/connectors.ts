@@ -65,3 +65,25 @@ export function enabledConnectors(
     return settings === null ? [] : [{ ...module, ...module.create(deps, settings) }];
   });
 }
+
+/**
+ * Warnings about team main's user entries at start: an entry of a connector this node does not enable,
+ * or a user a password connector does not have (a typo in CONCOURSE_MAIN_TEAM_LOCAL_USER leaves the
+ * node without the admin it was meant to have, and nothing else would say so).
+ */
+export function mainTeamWarnings(users: readonly string[], enabled: readonly Connector[]): string[] {
+  const warnings: string[] = [];
+  for (const entry of users) {
+    const split = splitPrefixed(entry);
+    if (!split) continue;
+    const { module, bare } = split;
+    const setting = MAIN_TEAM_SETTINGS.find((s) => s.module === module && s.kind === 'users');
+    const source = setting ? ` (mainTeam.${setting.option} / ${setting.env})` : '';
+    const named = `team main names ${module.displayName} '${bare}'${source}`;
+    const connector = enabled.find((c) => c.id === module.id);
+    if (!connector) warnings.push(`${named}, but this node does not offer logins as ${module.displayName}`);
+    else if (connector.configuredUser && connector.configuredUser(bare) === null)
+      warnings.push(`${named}, who is not configured: nobody can log in as that owner`);
+  }
+  return warnings;
+}

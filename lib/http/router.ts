@@ -6,7 +6,7 @@ import { Clock } from '../clock';
 import { callbackUrl, requireReady, resolveConfig, type SkyOptions } from '../config';
 import type { Config } from '../config/types';
 import type { Identity } from '../connector';
-import { enabledConnectors } from '../connectors';
+import { enabledConnectors, mainTeamWarnings } from '../connectors';
 import { SkyError } from '../errors';
 import { createLogger, withRequestId, type Logger } from '../log';
 import { AuditTrail, personActor } from '../audit/trail';
@@ -138,6 +138,8 @@ export function sky(options: SkyRouterOptions = {}): SkyRouter {
     loginStates,
   });
   for (const connector of connectors) for (const warning of connector.warnings ?? []) log.warn(warning);
+  const mainUsers = Object.values(config.mainTeam ?? {}).flatMap((members) => members.users);
+  for (const warning of mainTeamWarnings(mainUsers, connectors)) log.warn(warning);
   const passport = new Passport();
   for (const connector of connectors) passport.use(connector.id, connector.strategy);
   // The slowest connector's upstream calls bound a refresh's wait on another node's lease.

@@ -85,6 +85,38 @@ test('plain-text passwords get a start-up warning that names the user, never the
   expect(lines.join('\n')).not.toContain(ADMIN_PASSWORD);
 });
 
+test('team main naming a local user nobody configured, or one of a connector the node does not offer, gets a start-up warning', async () => {
+  expect(lines.join('\n')).not.toContain('team main names');
+  const logged: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logged.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const typo = await startNode({
+    fake,
+    options: {
+      localUsers: [`admin:${bcrypt.hashSync(ADMIN_PASSWORD, 4)}`],
+      mainTeam: { users: ['alice'], localUsers: ['admn'] },
+      logger: createLogger('warn', sink),
+    },
+  });
+  await typo.close();
+  expect(logged.join('')).toContain(
+    "team main names a local user 'admn' (mainTeam.localUsers / CONCOURSE_MAIN_TEAM_LOCAL_USER), who is not configured: nobody can log in as that owner",
+  );
+  logged.length = 0;
+  const noLocal = await startNode({
+    fake,
+    options: { mainTeam: { users: ['alice'], localUsers: ['admin'] }, logger: createLogger('warn', sink) },
+  });
+  await noLocal.close();
+  expect(logged.join('')).toContain(
+    "team main names a local user 'admin' (mainTeam.localUsers / CONCOURSE_MAIN_TEAM_LOCAL_USER), but this node does not offer logins as a local user",
+  );
+});
+
 test("a local user in no team reads the page in sky's words, not Bitbucket's; the footer names every connector", async () => {
   const page = await formLogin(new Browser(), 'carol', CAROL_PASSWORD);
   expect(page.status).toBe(403);
