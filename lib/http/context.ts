@@ -57,9 +57,9 @@ export function cookieAttributes(config: Pick<Config, 'mountPath' | 'cookieSecur
 
 /**
  * What sky knows of one request: its router's context and, once a guard has passed it, the verified
- * claims. One entry per request in a WeakMap keyed by the request, not properties
- * on it: each property added to Express's request objects cost a host route about 5 % of its CPU, and
- * each WeakMap entry costs a host route more than the record it holds (bench/before-after.md).
+ * claims. It lives in one WeakMap entry keyed by the request, not in properties on it: each property
+ * added to Express's request objects cost a host route about 5 % of its CPU, and each WeakMap entry
+ * costs more than the small record it holds (bench/before-after.md).
  */
 export interface RequestState {
   readonly ctx: SkyContext;

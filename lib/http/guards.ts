@@ -180,7 +180,7 @@ const guard =
     const metrics = state?.ctx.metrics;
     let verdict: Now<true | SkyError>;
     try {
-      verdict = check(req, state ?? stateOf(req));
+      verdict = check(req, state ?? stateOf(req)); // stateOf throws: no sky() router in front
     } catch (err) {
       metrics?.guard(err);
       next(err);
