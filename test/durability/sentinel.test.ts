@@ -66,16 +66,21 @@ async function startNode(port?: number): Promise<NodeProcess> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const claimsOf = (jwt: string): Record<string, unknown> =>
   JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>;
-/** A status, or how the request failed on the client side (0). */
-const statusOf = async (request: Promise<Response>): Promise<number> => {
+/** A status, or 0 and why the request failed on the client side (the fetch error and its cause). */
+const answerOf = async (request: Promise<Response>): Promise<{ status: number; error?: string }> => {
   try {
     const res = await request;
     await res.text();
-    return res.status;
-  } catch {
-    return 0;
+    return { status: res.status };
+  } catch (err) {
+    const cause = (err as Error).cause as { code?: string; message?: string } | undefined;
+    return {
+      status: 0,
+      error: `${String(err)}; cause: ${cause?.code ?? ''} ${cause?.message ?? String(cause)}`,
+    };
   }
 };
+const statusOf = async (request: Promise<Response>): Promise<number> => (await answerOf(request)).status;
 const userStatus = (node: NodeProcess, token: string): Promise<number> =>
   statusOf(fetch(`${node.url}/api/v1/user`, { headers: { authorization: `Bearer ${token}` } }));
 
@@ -220,20 +225,10 @@ test('kill -9 of the master under load: no acknowledged write lost, guarded call
     loop(async (i) => {
       const at = Date.now();
       const token = kind === 'GET /api/v1/teams/crew' || i % 2 === 1 ? carol.token : alice.token;
-      let status: number;
-      let error: string | undefined;
-      try {
-        const res = await fetch(`${node.url}${kind.slice('GET '.length)}`, {
-          headers: { authorization: `Bearer ${token}` },
-        });
-        await res.text();
-        status = res.status;
-      } catch (err) {
-        status = 0;
-        const cause = (err as Error).cause as { code?: string; message?: string } | undefined;
-        error = `${String(err)}; cause: ${cause?.code ?? ''} ${cause?.message ?? String(cause)}`;
-      }
-      seen.guarded.push({ kind, at, status, ms: Date.now() - at, ...(error ? { error } : {}) });
+      const answer = await answerOf(
+        fetch(`${node.url}${kind.slice('GET '.length)}`, { headers: { authorization: `Bearer ${token}` } }),
+      );
+      seen.guarded.push({ kind, at, ...answer, ms: Date.now() - at });
     });
 
   const loadStartedAt = Date.now();

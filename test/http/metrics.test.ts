@@ -1,6 +1,7 @@
 import { FakeBitbucket } from '../../lib/testing';
 import { Browser } from '../harness/browser';
 import { loginAs } from '../harness/login';
+import { metricSample } from '../harness/metrics';
 import { startNode, type TestNode } from '../harness/node';
 
 /**
@@ -18,18 +19,8 @@ afterAll(async () => {
   await fake.stop();
 });
 
-/** One sample's value in the registry's text, 0 when absent. */
-async function sample(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await node.router.metrics.metrics();
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split('\n')) {
-    const match = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const have = (match[2] ?? '').split(',');
-    if (wanted.every((w) => have.includes(w))) return Number(match[3]);
-  }
-  return 0;
-}
+const sample = (name: string, labels: Record<string, string> = {}): Promise<number> =>
+  metricSample(node, name, labels);
 
 test('a login, a refusal and a Bitbucket error are counted, by connector, reason and endpoint', async () => {
   const logins = await sample('sky_logins_total', { connector: 'bitbucket-cloud' });

@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { FakeBitbucket } from '../../lib/testing';
 import { Browser } from '../harness/browser';
+import { metricSample } from '../harness/metrics';
 import { startNode, testPrefix, type TestNode } from '../harness/node';
 
 /**
@@ -43,14 +44,6 @@ const token = (node: TestNode, headers: Record<string, string> = {}) =>
     body: 'grant_type=refresh_token&refresh_token=x',
   });
 
-/** sky_rate_limited_total of a node for one limit (README "Metrics"), 0 before its first 429. */
-async function limited(node: TestNode, limit: string): Promise<number> {
-  const line = (await node.router.metrics.metrics())
-    .split('\n')
-    .find((l) => l.startsWith(`sky_rate_limited_total{limit="${limit}"} `));
-  return line ? Number(line.split(' ')[1]) : 0;
-}
-
 test('failed callbacks from one client meet the limit: 429 with Retry-After and a page that says so', async () => {
   const client = { 'x-forwarded-for': '203.0.113.7' };
   const statuses: number[] = [];
@@ -64,7 +57,7 @@ test('failed callbacks from one client meet the limit: 429 with Retry-After and 
   expect(refused.headers.get('ratelimit-limit')).toBe(String(LIMIT));
   expect(refused.headers.get('ratelimit-remaining')).toBe('0');
   expect(await refused.text()).toContain('Too many attempts');
-  expect(await limited(b, 'login')).toBe(1);
+  expect(await metricSample(b, 'sky_rate_limited_total', { limit: 'login' })).toBe(1);
   // Starting a login costs nothing and is not limited; another client behind the proxy is not affected.
   expect((await login(b, client)).status).toBe(302);
   expect((await badCallback(b, { 'x-forwarded-for': '203.0.113.8' })).status).toBe(400);
@@ -117,7 +110,7 @@ test('the token endpoint has its own bucket, with RFC 6749 bodies past the limit
     error: 'invalid_request',
     error_description: expect.stringContaining('Too many token requests'),
   });
-  expect(await limited(b, 'token')).toBe(1);
+  expect(await metricSample(b, 'sky_rate_limited_total', { limit: 'token' })).toBe(1);
   // Logins of that client are a separate budget.
   expect((await login(b, client)).status).toBe(302);
 });

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { createLogger } from '../../lib/log';
 import { createRedisStore } from '../../lib/store';
+import { Keys } from '../../lib/store/keys';
 import { TeamStore } from '../../lib/teams/store';
 import { parseTeamAuth } from '../../lib/teams/auth';
 import { FakeBitbucket } from '../../lib/testing';
@@ -44,7 +45,7 @@ function isStoreCheck(args: string[]): boolean {
   const command = (args[0] ?? '').toLowerCase();
   if (command === 'zcard' || command === 'hlen') return true;
   if (command === 'hget') return args[2] === 'main';
-  return command === 'hgetall' && args[1] === `${node.prefix}losses`;
+  return command === 'hgetall' && args[1] === new Keys(node.prefix).losses;
 }
 
 /** The Redis commands of one whole login of bob (start, consent, callback), by command name. */
